@@ -1,0 +1,1 @@
+//! The KurrentDB backend (in progress).

@@ -1,0 +1,185 @@
+//! One append = one statement. Its only write is the insert, guarded by the expected version
+//! and by `unique(stream, version)`, so two writers that both saw version `n` can never both
+//! write `n + 1`: the second gets a unique violation, which is never swallowed but turned into
+//! [`StoreError::WrongExpectedVersion`] (or retried, for `Any`/`StreamExists`, where re-deciding
+//! is the store's job).
+
+use deadpool_postgres::Object;
+use serde_json::Value;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use super::{current_version, pg_error, position, to_i64};
+use crate::{AppendResult, ExpectedVersion, StoreError};
+use events::NewEvent;
+
+const APPEND: &str = "
+WITH cur AS (
+    SELECT (SELECT version FROM events WHERE stream = $1 ORDER BY version DESC LIMIT 1) AS v
+), ins AS (
+    INSERT INTO events (event_id, stream, version, event_type, schema_version, org_id, data, metadata)
+    SELECT e.event_id, $1, COALESCE(cur.v, -1) + e.n, e.event_type, e.schema_version, e.org_id,
+           e.data, e.metadata
+    FROM cur, unnest($3::uuid[], $4::text[], $5::int4[], $6::uuid[], $7::jsonb[], $8::jsonb[])
+              WITH ORDINALITY AS e(event_id, event_type, schema_version, org_id, data, metadata, n)
+    WHERE CASE $2::int8
+            WHEN -1 THEN true
+            WHEN -2 THEN cur.v IS NULL
+            WHEN -3 THEN cur.v IS NOT NULL
+            ELSE cur.v = $2
+          END
+    ORDER BY e.n
+    RETURNING version, transaction_id, global_position
+)
+SELECT (SELECT v FROM cur), max(version), (array_agg(transaction_id))[1], max(global_position)
+FROM ins";
+
+/// How often an `Any`/`StreamExists` append is retried when a concurrent writer took the
+/// version it computed.
+const MAX_RACES: usize = 64;
+
+pub(super) async fn append(
+    client: &Object,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<AppendResult, StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::EmptyAppend);
+    }
+    let expected_code: i64 = match expected {
+        ExpectedVersion::Any => -1,
+        ExpectedVersion::NoStream => -2,
+        ExpectedVersion::StreamExists => -3,
+        ExpectedVersion::Exact(v) => to_i64(v),
+    };
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let schema_versions: Vec<i32> = events
+        .iter()
+        .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
+        .collect();
+    let orgs: Vec<Uuid> = events.iter().map(|e| e.org_id).collect();
+    let data: Vec<&Value> = events.iter().map(|e| &e.data).collect();
+    let metadata = events
+        .iter()
+        .map(|e| serde_json::to_value(&e.metadata))
+        .collect::<Result<Vec<Value>, _>>()
+        .map_err(|e| StoreError::Backend(format!("metadata does not serialize: {e}")))?;
+    let statement = client.prepare_cached(APPEND).await.map_err(pg_error)?;
+
+    for _ in 0..MAX_RACES {
+        let outcome = client
+            .query_one(
+                &statement,
+                &[
+                    &stream,
+                    &expected_code,
+                    &ids,
+                    &types,
+                    &schema_versions,
+                    &orgs,
+                    &data,
+                    &metadata,
+                ],
+            )
+            .await;
+        let row = match outcome {
+            Ok(row) => row,
+            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                let constraint = error.as_db_error().and_then(|db| db.constraint());
+                if constraint == Some("events_event_id_key") {
+                    return already_appended(client, stream, events)
+                        .await?
+                        .ok_or(StoreError::DuplicateEventId { event_id: ids[0] });
+                }
+                // `events_stream_version_key`: a concurrent writer took the version.
+                if matches!(
+                    expected,
+                    ExpectedVersion::Any | ExpectedVersion::StreamExists
+                ) {
+                    continue;
+                }
+                return conflict(client, stream, expected, events).await;
+            }
+            Err(error) => return Err(pg_error(error)),
+        };
+        let last_version: Option<i64> = row.try_get(1).map_err(pg_error)?;
+        let Some(last_version) = last_version else {
+            return conflict(client, stream, expected, events).await;
+        };
+        return Ok(AppendResult {
+            last_version: last_version as u64,
+            position: position(&row, 2, 3)?,
+        });
+    }
+    conflict(client, stream, expected, events).await
+}
+
+/// The expected version did not hold: either this is a retry of an append that already
+/// happened (every event id stored, same content), or a real conflict.
+async fn conflict(
+    client: &Object,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<AppendResult, StoreError> {
+    if let Some(original) = already_appended(client, stream, events).await? {
+        return Ok(original);
+    }
+    Err(StoreError::WrongExpectedVersion {
+        stream: stream.to_owned(),
+        expected,
+        actual: current_version(client, stream).await?,
+    })
+}
+
+/// The original result when every event is already stored in `stream` with the same type, org
+/// and data; `None` when none of them is; [`StoreError::DuplicateEventId`] for anything between.
+async fn already_appended(
+    client: &Object,
+    stream: &str,
+    events: &[NewEvent],
+) -> Result<Option<AppendResult>, StoreError> {
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let statement = client
+        .prepare_cached(
+            "SELECT event_id, stream, version, transaction_id, global_position, event_type, \
+                    org_id, data \
+             FROM events WHERE event_id = ANY($1)",
+        )
+        .await
+        .map_err(pg_error)?;
+    let rows = client
+        .query(&statement, &[&ids])
+        .await
+        .map_err(pg_error)?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut last: Option<AppendResult> = None;
+    for event in events {
+        let stored = rows
+            .iter()
+            .find(|row| row.get::<_, Uuid>(0) == event.event_id);
+        let same = stored.is_some_and(|row| {
+            row.get::<_, &str>(1) == stream
+                && row.get::<_, &str>(5) == event.event_type
+                && row.get::<_, Uuid>(6) == event.org_id
+                && row.get::<_, Value>(7) == event.data
+        });
+        let Some(row) = stored.filter(|_| same) else {
+            return Err(StoreError::DuplicateEventId {
+                event_id: event.event_id,
+            });
+        };
+        let version = row.get::<_, i64>(2) as u64;
+        if last.is_none_or(|l| version > l.last_version) {
+            last = Some(AppendResult {
+                last_version: version,
+                position: position(row, 3, 4)?,
+            });
+        }
+    }
+    Ok(last)
+}

@@ -1,0 +1,36 @@
+//! The event-store contract against the in-memory backend.
+
+mod contract;
+
+use std::sync::Arc;
+
+use event_store::memory::MemoryEventStore;
+
+fn store() -> Arc<MemoryEventStore> {
+    Arc::new(MemoryEventStore::new())
+}
+
+#[tokio::test]
+async fn expected_version_cases() {
+    contract::expected_version_cases(store()).await;
+}
+
+#[tokio::test]
+async fn idempotent_reappend() {
+    contract::idempotent_reappend(store()).await;
+}
+
+#[tokio::test]
+async fn read_order() {
+    contract::read_order(store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_and_subscribers() {
+    contract::concurrent_writers_and_subscribers(store()).await;
+}
+
+#[tokio::test]
+async fn resume_from_checkpoint() {
+    contract::resume_from_checkpoint(store()).await;
+}

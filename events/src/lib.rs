@@ -1,0 +1,16 @@
+//! The event vocabulary shared by every Corbi service: the envelope that wraps every event in the
+//! log, its metadata, the [`TypedEvent`] trait for aggregate event enums and the [`Upcasters`]
+//! registry that turns an old schema version into the current one when read.
+//!
+//! Pure serde, no IO.
+
+mod envelope;
+mod position;
+pub mod probe;
+mod typed;
+mod upcast;
+
+pub use envelope::{Actor, Metadata, NewEvent, RecordedEvent, stream_category};
+pub use position::{Position, PositionParseError};
+pub use typed::{DecodeError, TypedEvent};
+pub use upcast::{UpcastError, Upcaster, Upcasters};

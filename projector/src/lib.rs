@@ -1,0 +1,62 @@
+//! The projector: builds the read models (`rm_*` tables) from the event log.
+//!
+//! Each [`Projection`] runs as its own task ([`run`]), holding a session-level advisory lock so
+//! two projector processes never run the same projection. It applies batches of events and
+//! moves its checkpoint **in the same transaction**, so a crash never applies an event twice or
+//! loses one. Read models are versioned by *generation*: `rm_<name>_g<n>` tables behind a
+//! `rm_<name>` view that readers query; [`replay()`] builds generation `n + 1` beside the live one
+//! and switches the view in one transaction, so readers never see an empty or half-built model.
+
+mod event_stats;
+mod registry;
+mod replay;
+mod runtime;
+
+use async_trait::async_trait;
+use events::RecordedEvent;
+use sqlx::PgConnection;
+
+pub use event_stats::EventStats;
+pub use registry::{ProjectionStatus, checkpoint_name, status};
+pub use replay::{Progress, replay};
+pub use runtime::{ProjectorConfig, run, run_projection};
+
+/// A read model built from the log. Implementations are pure with respect to the outside world:
+/// no HTTP, no queues — only SQL inside the transaction they are given.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: the registry key and the base of the reader views.
+    fn name(&self) -> &'static str;
+
+    /// The code version of the read model. Changing it makes the projector rebuild the model in
+    /// a new generation before it goes on.
+    fn version(&self) -> i32;
+
+    /// The event types it reads; empty means every event. Others are skipped (but still move
+    /// the checkpoint).
+    fn handles(&self) -> &'static [&'static str];
+
+    /// The reader views it owns, each backed by a `<view>_g<generation>` table.
+    fn views(&self) -> &'static [&'static str];
+
+    /// Creates the (empty) tables of `generation`.
+    async fn create(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()>;
+
+    /// Applies `events` (already filtered to [`Self::handles`], in log order) to `generation`.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        generation: i32,
+        events: &[RecordedEvent],
+    ) -> anyhow::Result<()>;
+}
+
+/// Every projection Corbi runs.
+pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![std::sync::Arc::new(EventStats)]
+}
+
+/// The table behind `view` in `generation`.
+pub fn table(view: &str, generation: i32) -> String {
+    format!("{view}_g{generation}")
+}
