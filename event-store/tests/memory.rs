@@ -21,6 +21,11 @@ async fn idempotent_reappend() {
 }
 
 #[tokio::test]
+async fn event_ids_are_unique_across_streams() {
+    contract::event_ids_are_unique_across_streams(store()).await;
+}
+
+#[tokio::test]
 async fn read_order() {
     contract::read_order(store()).await;
 }

@@ -30,6 +30,12 @@ async fn idempotent_reappend() {
 }
 
 #[tokio::test]
+async fn event_ids_are_unique_across_streams() {
+    let (_db, store) = store().await;
+    contract::event_ids_are_unique_across_streams(store).await;
+}
+
+#[tokio::test]
 async fn read_order() {
     let (_db, store) = store().await;
     contract::read_order(store).await;
@@ -72,7 +78,10 @@ async fn a_late_commit_is_delivered_not_skipped() {
     }
     // Nothing may be delivered past the open transaction.
     let early = tokio::time::timeout(Duration::from_millis(700), subscription.next()).await;
-    assert!(early.is_err(), "delivered past an open transaction: {early:?}");
+    assert!(
+        early.is_err(),
+        "delivered past an open transaction: {early:?}"
+    );
 
     late.commit().await.expect("commit");
     let mut streams = Vec::new();
@@ -84,7 +93,10 @@ async fn a_late_commit_is_delivered_not_skipped() {
             .expect("read");
         streams.push(event.stream);
     }
-    assert_eq!(streams[0], "late-1", "the late event comes first: {streams:?}");
+    assert_eq!(
+        streams[0], "late-1",
+        "the late event comes first: {streams:?}"
+    );
     assert!(streams[1..].iter().all(|s| s == "early-1"));
     let extra = tokio::time::timeout(Duration::from_millis(300), subscription.next()).await;
     assert!(extra.is_err(), "nothing is delivered twice");
@@ -106,7 +118,10 @@ async fn events_are_immutable() {
             .execute(&db.pool)
             .await
             .expect_err("the log refuses changes");
-        assert!(error.to_string().contains("immutable"), "{statement}: {error}");
+        assert!(
+            error.to_string().contains("immutable"),
+            "{statement}: {error}"
+        );
     }
 }
 
@@ -116,14 +131,22 @@ async fn events_are_immutable() {
 async fn racing_writers_on_one_version() {
     let (_db, store) = store().await;
     store
-        .append("race-1", ExpectedVersion::NoStream, vec![contract::event(0)])
+        .append(
+            "race-1",
+            ExpectedVersion::NoStream,
+            vec![contract::event(0)],
+        )
         .await
         .expect("append");
     let attempts = (0..16).map(|n| {
         let store = store.clone();
         tokio::spawn(async move {
             store
-                .append("race-1", ExpectedVersion::Exact(0), vec![contract::event(n)])
+                .append(
+                    "race-1",
+                    ExpectedVersion::Exact(0),
+                    vec![contract::event(n)],
+                )
                 .await
         })
     });
@@ -142,5 +165,8 @@ async fn racing_writers_on_one_version() {
             Err(other) => panic!("unexpected {other}"),
         }
     }
-    assert_eq!(store.stream_version("race-1").await.expect("version"), Some(1));
+    assert_eq!(
+        store.stream_version("race-1").await.expect("version"),
+        Some(1)
+    );
 }

@@ -150,10 +150,7 @@ async fn already_appended(
         )
         .await
         .map_err(pg_error)?;
-    let rows = client
-        .query(&statement, &[&ids])
-        .await
-        .map_err(pg_error)?;
+    let rows = client.query(&statement, &[&ids]).await.map_err(pg_error)?;
     if rows.is_empty() {
         return Ok(None);
     }

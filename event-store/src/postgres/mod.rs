@@ -214,7 +214,11 @@ fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn position(row: &Row, transaction_id: usize, global_position: usize) -> Result<Position, StoreError> {
+fn position(
+    row: &Row,
+    transaction_id: usize,
+    global_position: usize,
+) -> Result<Position, StoreError> {
     let Xid8(commit) = row.try_get(transaction_id).map_err(pg_error)?;
     let prepare: i64 = row.try_get(global_position).map_err(pg_error)?;
     Ok(Position::new(commit, prepare as u64))

@@ -1,1 +1,0 @@
-//! The KurrentDB backend (in progress).
