@@ -62,7 +62,10 @@ impl Aggregate for Probe {
                 if !valid {
                     return Err(ProbeError::InvalidChannel);
                 }
-                Ok(vec![ProbeEvent::DispatchProbeRequested { probe_id, channel }])
+                Ok(vec![ProbeEvent::DispatchProbeRequested {
+                    probe_id,
+                    channel,
+                }])
             }
             (_, ProbeCommand::Request { .. }) => Err(ProbeError::AlreadyRequested),
             (Probe::Absent, ProbeCommand::Complete { .. }) => Err(ProbeError::NotRequested),
@@ -115,7 +118,9 @@ mod tests {
     #[test]
     fn completing_twice_changes_nothing() {
         let id = Uuid::new_v4();
-        let complete = ProbeCommand::Complete { worker: "w1".into() };
+        let complete = ProbeCommand::Complete {
+            worker: "w1".into(),
+        };
         let completed = ProbeEvent::DispatchProbeCompleted {
             probe_id: id,
             worker: "w1".into(),
@@ -128,6 +133,9 @@ mod tests {
             given(&[requested(id)]).decide(complete.clone()),
             Ok(vec![completed.clone()])
         );
-        assert_eq!(given(&[requested(id), completed]).decide(complete), Ok(vec![]));
+        assert_eq!(
+            given(&[requested(id), completed]).decide(complete),
+            Ok(vec![])
+        );
     }
 }

@@ -103,7 +103,9 @@ impl RecordedEvent {
 
 /// The category of a stream named `<category>-<id>`; the whole name when it has no dash.
 pub fn stream_category(stream: &str) -> &str {
-    stream.split_once('-').map_or(stream, |(category, _)| category)
+    stream
+        .split_once('-')
+        .map_or(stream, |(category, _)| category)
 }
 
 #[cfg(test)]

@@ -37,7 +37,8 @@ pub enum UpcastError {
 impl Upcasters {
     /// Registers the step from `from_version` to `from_version + 1`.
     pub fn register(&mut self, event_type: &str, from_version: u32, step: Upcaster) -> &mut Self {
-        self.steps.insert((event_type.to_owned(), from_version), step);
+        self.steps
+            .insert((event_type.to_owned(), from_version), step);
         self
     }
 

@@ -59,7 +59,11 @@ impl Projection for EventStats {
         let mut counts: HashMap<(Uuid, &str, NaiveDate), i64> = HashMap::new();
         for event in events {
             *counts
-                .entry((event.org_id, event.category(), event.recorded_at.date_naive()))
+                .entry((
+                    event.org_id,
+                    event.category(),
+                    event.recorded_at.date_naive(),
+                ))
                 .or_default() += 1;
         }
         let mut orgs = Vec::with_capacity(counts.len());

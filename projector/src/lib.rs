@@ -8,6 +8,7 @@
 //! and switches the view in one transaction, so readers never see an empty or half-built model.
 
 mod event_stats;
+mod lag;
 mod registry;
 mod replay;
 mod runtime;
@@ -17,8 +18,9 @@ use events::RecordedEvent;
 use sqlx::PgConnection;
 
 pub use event_stats::EventStats;
+pub use lag::{ProjectionLag, lag};
 pub use registry::{ProjectionStatus, checkpoint_name, status};
-pub use replay::{Progress, replay};
+pub use replay::{Progress, Replayed, replay};
 pub use runtime::{ProjectorConfig, run, run_projection};
 
 /// A read model built from the log. Implementations are pure with respect to the outside world:

@@ -77,10 +77,11 @@ pub(crate) async fn read_checkpoint(
     conn: &mut PgConnection,
     name: &str,
 ) -> sqlx::Result<Option<Position>> {
-    let row = sqlx::query("SELECT commit_position, prepare_position FROM checkpoints WHERE name = $1")
-        .bind(name)
-        .fetch_optional(conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT commit_position, prepare_position FROM checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(conn)
+            .await?;
     Ok(row.map(|row| Position::new(row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64)))
 }
 
@@ -132,12 +133,17 @@ pub(crate) async fn drop_generation(
     generation: i32,
 ) -> anyhow::Result<()> {
     for view in projection.views() {
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {}",
-            table(view, generation)
-        )))
-        .execute(&mut *conn)
-        .await?;
+        let table = table(view, generation);
+        // Checked first so a fresh generation does not log "does not exist, skipping" notices.
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&table)
+            .fetch_one(&mut *conn)
+            .await?;
+        if exists {
+            sqlx::query(AssertSqlSafe(format!("DROP TABLE {table}")))
+                .execute(&mut *conn)
+                .await?;
+        }
     }
     sqlx::query("DELETE FROM checkpoints WHERE name = $1")
         .bind(checkpoint_name(projection.name(), generation))
@@ -155,9 +161,15 @@ pub(crate) async fn expose(
 ) -> anyhow::Result<()> {
     for view in projection.views() {
         // Drop and create rather than replace: a new code version may change the columns.
-        sqlx::query(AssertSqlSafe(format!("DROP VIEW IF EXISTS {view}")))
-            .execute(&mut *conn)
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(view)
+            .fetch_one(&mut *conn)
             .await?;
+        if exists {
+            sqlx::query(AssertSqlSafe(format!("DROP VIEW {view}")))
+                .execute(&mut *conn)
+                .await?;
+        }
         sqlx::query(AssertSqlSafe(format!(
             "CREATE VIEW {view} AS SELECT * FROM {}",
             table(view, generation)

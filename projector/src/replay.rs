@@ -92,7 +92,12 @@ pub async fn replay<S: EventStore + ?Sized>(
     }
     bar.finish_and_clear();
     let elapsed = started.elapsed();
-    tracing::info!(generation, events, ?elapsed, "replay finished; readers switched");
+    tracing::info!(
+        generation,
+        events,
+        ?elapsed,
+        "replay finished; readers switched"
+    );
     Ok(Replayed {
         generation,
         events,

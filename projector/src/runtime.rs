@@ -117,10 +117,20 @@ async fn lead<S: EventStore + ?Sized>(
         Some(r) if r.code_version == projection.version() => r.generation,
         stale => {
             if stale.is_some() {
-                tracing::info!(version = projection.version(), "read model is from another code version; rebuilding it");
+                tracing::info!(
+                    version = projection.version(),
+                    "read model is from another code version; rebuilding it"
+                );
             }
             // The old generation (if any) keeps serving readers while the new one is built.
-            replay::replay(store.clone(), pool.clone(), projection, replay::Progress::Log).await?.generation
+            replay::replay(
+                store.clone(),
+                pool.clone(),
+                projection,
+                replay::Progress::Log,
+            )
+            .await?
+            .generation
         }
     };
     let name = checkpoint_name(projection.name(), generation);

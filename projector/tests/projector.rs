@@ -75,7 +75,10 @@ impl Harness {
             if done {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{name} did not catch up: {status:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} did not catch up: {status:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -175,10 +178,18 @@ async fn unknown_types_are_skipped_and_a_failed_batch_leaves_nothing() {
     let h = harness().await;
     let org = Uuid::new_v4();
     for n in 0..20 {
-        let event_type = if n % 2 == 0 { "Wanted" } else { "SomethingElse" };
+        let event_type = if n % 2 == 0 {
+            "Wanted"
+        } else {
+            "SomethingElse"
+        };
         let data = json!({ "n": n, "boom": n == 10 });
         h.store
-            .append("picky-1", ExpectedVersion::Any, vec![NewEvent::new(org, event_type, data)])
+            .append(
+                "picky-1",
+                ExpectedVersion::Any,
+                vec![NewEvent::new(org, event_type, data)],
+            )
             .await
             .unwrap();
     }
@@ -187,7 +198,10 @@ async fn unknown_types_are_skipped_and_a_failed_batch_leaves_nothing() {
     });
     let task = h.start(picky.clone());
     h.caught_up("picky").await;
-    assert!(picky.failed_once.load(Ordering::SeqCst), "the failure happened");
+    assert!(
+        picky.failed_once.load(Ordering::SeqCst),
+        "the failure happened"
+    );
     let rows: Vec<String> = sqlx::query_scalar("SELECT event_type FROM rm_picky")
         .fetch_all(&h.db.pool)
         .await
@@ -227,15 +241,24 @@ async fn replay_switches_readers_without_a_gap() {
         tokio::spawn(async move {
             for n in 0..100 {
                 store
-                    .append("contact-1", ExpectedVersion::Any, vec![NewEvent::new(org, "Counted", json!({ "n": n }))])
+                    .append(
+                        "contact-1",
+                        ExpectedVersion::Any,
+                        vec![NewEvent::new(org, "Counted", json!({ "n": n }))],
+                    )
                     .await
                     .unwrap();
             }
         })
     };
-    let replayed = projector::replay(h.store.clone(), h.db.pool.clone(), &EventStats, Progress::Quiet)
-        .await
-        .unwrap();
+    let replayed = projector::replay(
+        h.store.clone(),
+        h.db.pool.clone(),
+        &EventStats,
+        Progress::Quiet,
+    )
+    .await
+    .unwrap();
     assert_eq!(replayed.generation, 2);
     writer.await.unwrap();
     h.caught_up("event_stats").await;
@@ -249,7 +272,11 @@ async fn replay_switches_readers_without_a_gap() {
     .fetch_all(&h.db.pool)
     .await
     .unwrap();
-    assert_eq!(tables, vec!["rm_event_stats_g2".to_string()], "the old generation is dropped");
+    assert_eq!(
+        tables,
+        vec!["rm_event_stats_g2".to_string()],
+        "the old generation is dropped"
+    );
     let status = projector::status(&h.db.pool).await.unwrap();
     assert_eq!(status[0].generation, 2);
     h.shutdown.send_replace(true);
@@ -310,7 +337,10 @@ async fn a_new_code_version_rebuilds_the_model() {
     }
     h.caught_up("event_stats").await;
     assert_eq!(count(&h.db.pool, org, "contact").await, 55);
-    assert_eq!(projector::status(&h.db.pool).await.unwrap()[0].generation, 2);
+    assert_eq!(
+        projector::status(&h.db.pool).await.unwrap()[0].generation,
+        2
+    );
     h.shutdown.send_replace(true);
     v2.await.unwrap();
 }

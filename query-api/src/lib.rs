@@ -1,0 +1,96 @@
+//! Corbi's read side over HTTP: serves the read models (`rm_*`) the projector maintains,
+//! scoped by organisation, honouring consistency tokens. It never appends.
+//!
+//! Mount it with [`api`] (alone with [`run`], or beside the command side with
+//! `service::HttpApp::split_by_method`).
+
+pub mod consistency;
+pub mod event_stats;
+
+use std::time::Duration;
+
+use actix_web::web;
+use service::routing::read;
+use service::{Api, ApiError, HttpApp, Readiness, ServiceConfig};
+use sqlx::PgPool;
+use utoipa::OpenApi;
+
+/// What the query handlers share.
+#[derive(Clone)]
+pub struct QueryState {
+    /// The database holding the read models.
+    pub pool: PgPool,
+    /// How long a query waits for its `X-Consistency-Token` (`CORBI_CONSISTENCY_TIMEOUT_MS`).
+    pub consistency_timeout: Duration,
+}
+
+impl QueryState {
+    pub fn new(pool: PgPool, consistency_timeout: Duration) -> Self {
+        Self {
+            pool,
+            consistency_timeout,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(event_stats::event_stats),
+    tags((name = "monitoring", description = "What happens in an organisation's event log"))
+)]
+struct QueryDoc;
+
+/// The query side's OpenAPI paths.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    QueryDoc::openapi()
+}
+
+/// Registers the query routes (`GET`/`HEAD` only) and their state on `cfg`.
+pub fn configure(cfg: &mut web::ServiceConfig, state: QueryState) {
+    cfg.app_data(web::Data::new(state))
+        .service(web::resource(event_stats::PATH).route(read().to(event_stats::event_stats)));
+}
+
+/// The query side as a mountable API.
+pub fn api(state: QueryState) -> Api {
+    Api::new("query-api", openapi(), move |cfg| {
+        configure(cfg, state.clone())
+    })
+}
+
+/// One-service mode (`corbi query-api`): serves the query side alone on
+/// `CORBI_QUERY_API_ADDR` until stopped.
+pub async fn run(
+    config: &ServiceConfig,
+    state: QueryState,
+    readiness: Readiness,
+) -> anyhow::Result<()> {
+    HttpApp::new(api(state), readiness)
+        .bind(config.query_api_addr)?
+        .run_until_stopped()
+        .await?;
+    Ok(())
+}
+
+/// A read-model query failure: 503 when the database cannot be reached or the read model is
+/// not built yet (both worth a retry), 500 otherwise.
+fn db_error(error: sqlx::Error, doing: &'static str) -> ApiError {
+    const UNDEFINED_TABLE: &str = "42P01";
+    match error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(UNDEFINED_TABLE) => {
+            tracing::warn!(error = %db, "read model missing while {doing}");
+            ApiError::Unavailable {
+                detail: "This read model is not built yet; retry shortly.".into(),
+                retry_after: Some(Duration::from_secs(5)),
+            }
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            tracing::warn!(%error, "read database unavailable while {doing}");
+            ApiError::Unavailable {
+                detail: "The read database is unavailable; retry shortly.".into(),
+                retry_after: Some(Duration::from_secs(1)),
+            }
+        }
+        other => ApiError::Internal(anyhow::Error::new(other).context(doing)),
+    }
+}

@@ -7,7 +7,6 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool};
 
-
 use crate::MIGRATOR;
 
 /// The server tests create their databases on: `DATABASE_URL`, or the local default.
@@ -30,9 +29,11 @@ impl TestDatabase {
         let mut admin = server.clone().database("postgres").connect().await?;
         let template = ensure_template(&mut admin, &server).await?;
         let name = format!("corbi_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}" TEMPLATE "{template}""#)))
-            .execute(&mut admin)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            r#"CREATE DATABASE "{name}" TEMPLATE "{template}""#
+        )))
+        .execute(&mut admin)
+        .await?;
         admin.close().await?;
         let options = server.database(&name);
         let url = with_database(&server_url(), &name);
@@ -68,9 +69,11 @@ async fn ensure_template(
                 .await?;
         if !exists {
             let building = format!("{template}_building");
-            sqlx::query(AssertSqlSafe(format!(r#"DROP DATABASE IF EXISTS "{building}""#)))
-                .execute(&mut *admin)
-                .await?;
+            sqlx::query(AssertSqlSafe(format!(
+                r#"DROP DATABASE IF EXISTS "{building}""#
+            )))
+            .execute(&mut *admin)
+            .await?;
             sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{building}""#)))
                 .execute(&mut *admin)
                 .await?;
@@ -94,7 +97,9 @@ async fn ensure_template(
 
 /// `url` with its database replaced by `database` (query parameters kept).
 pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let authority_start = base.find("://").map_or(0, |i| i + 3);
     let path_start = base[authority_start..]
         .find('/')

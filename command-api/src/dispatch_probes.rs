@@ -1,0 +1,173 @@
+//! `POST /api/v1/dispatch-probes`: asks the dispatcher to run a probe through one channel's
+//! queue, proving the log → relay → RabbitMQ → worker path end to end.
+
+use actix_web::{HttpResponse, web};
+use event_store::{ExpectedVersion, StoreError};
+use events::probe::{self, ProbeEvent};
+use events::{Metadata, TypedEvent};
+use serde::{Deserialize, Serialize};
+use service::{ApiError, IdempotencyKey, Problem, RequestId};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{CommandState, idempotency, store_error};
+
+pub const PATH: &str = "/api/v1/dispatch-probes";
+/// Part of every id derived from an idempotency key on this endpoint.
+const ROUTE: &str = "POST /api/v1/dispatch-probes";
+pub const CONSISTENCY_TOKEN_HEADER: &str = "X-Consistency-Token";
+
+/// The body of `POST /api/v1/dispatch-probes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchProbeRequest {
+    /// The organisation the probe runs for. (Taken from the authenticated session once
+    /// authentication exists.)
+    pub org_id: Uuid,
+    /// The channel whose dispatch queue the probe travels through.
+    #[schema(example = "test")]
+    pub channel: String,
+}
+
+/// The answer to an accepted probe request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DispatchProbeAccepted {
+    pub probe_id: Uuid,
+    /// The version of the probe's stream after the append.
+    pub stream_version: u64,
+    /// Pass it as `X-Consistency-Token` to a query to read this write.
+    #[schema(example = "1207.43")]
+    pub consistency_token: String,
+}
+
+/// A channel name as dispatch queues are named: 1–32 lowercase letters, digits, `-` or `_`,
+/// starting with a letter.
+fn parse_channel(channel: &str) -> Result<String, ApiError> {
+    let valid = (1..=32).contains(&channel.len())
+        && channel.starts_with(|c: char| c.is_ascii_lowercase())
+        && channel
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if valid {
+        Ok(channel.to_string())
+    } else {
+        Err(ApiError::validation(
+            "channel",
+            "must be 1 to 32 lowercase letters, digits, `-` or `_`, starting with a letter",
+        ))
+    }
+}
+
+/// Request a dispatch probe.
+///
+/// Appends `DispatchProbeRequested` to the probe's stream. With an `Idempotency-Key`, a retry
+/// answers the first result and appends nothing; the same key with another body is a 422.
+#[utoipa::path(
+    post,
+    path = "/api/v1/dispatch-probes",
+    tag = "dispatch probes",
+    request_body = DispatchProbeRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "Makes retries safe: 1–255 visible ASCII characters, unique per request")
+    ),
+    responses(
+        (status = 202, description = "The probe is requested", body = DispatchProbeAccepted,
+         headers(("X-Consistency-Token" = String, description = "Same as `consistency_token`"))),
+        (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or the idempotency key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The event store is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(
+    name = "request_dispatch_probe",
+    skip_all,
+    fields(org_id = %body.org_id, probe_id = tracing::field::Empty)
+)]
+pub async fn request_dispatch_probe(
+    state: web::Data<CommandState>,
+    key: IdempotencyKey,
+    request_id: RequestId,
+    body: web::Json<DispatchProbeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let DispatchProbeRequest { org_id, channel } = body.into_inner();
+    let channel = parse_channel(&channel)?;
+    let (probe_id, event_id) = match &key.0 {
+        Some(key) => (
+            idempotency::derive(org_id, key, ROUTE, Some("probe_id")),
+            idempotency::derive(org_id, key, ROUTE, None),
+        ),
+        None => (Uuid::now_v7(), Uuid::now_v7()),
+    };
+    tracing::Span::current().record("probe_id", tracing::field::display(probe_id));
+
+    let event = ProbeEvent::DispatchProbeRequested { probe_id, channel }
+        .to_new_event(org_id)
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("encoding the probe")))?
+        .with_id(event_id)
+        .with_metadata(Metadata {
+            trace_id: Some(request_id.to_string()),
+            idempotency_key: key.0.clone(),
+            ..Metadata::default()
+        });
+    let stream = probe::stream(probe_id);
+    let appended = state
+        .store
+        .append(&stream, ExpectedVersion::NoStream, vec![event])
+        .await;
+    let result = match appended {
+        Ok(result) => result,
+        // With a key the stream and event id are derived from it, so an existing one with
+        // other content means the key was used before for a different request.
+        Err(StoreError::DuplicateEventId { .. } | StoreError::WrongExpectedVersion { .. })
+            if key.0.is_some() =>
+        {
+            return Err(ApiError::Unprocessable {
+                slug: "idempotency-key-reused",
+                detail: format!(
+                    "This Idempotency-Key was already used for a different request to {ROUTE}; \
+                     send a new key for a new request."
+                ),
+            });
+        }
+        Err(StoreError::WrongExpectedVersion { .. }) => {
+            return Err(ApiError::Conflict(format!(
+                "Probe {probe_id} already exists."
+            )));
+        }
+        Err(error) => return Err(store_error(error, "appending DispatchProbeRequested")),
+    };
+
+    let token = result.position.to_string();
+    tracing::info!(%probe_id, consistency_token = %token, "dispatch probe requested");
+    Ok(HttpResponse::Accepted()
+        .insert_header((CONSISTENCY_TOKEN_HEADER, token.as_str()))
+        .json(DispatchProbeAccepted {
+            probe_id,
+            stream_version: result.last_version,
+            consistency_token: token,
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_are_queue_names() {
+        for good in ["test", "whatsapp", "sms_2", "a-b"] {
+            assert_eq!(parse_channel(good).ok().as_deref(), Some(good));
+        }
+        for bad in [
+            "",
+            "Test",
+            "1abc",
+            "has space",
+            "x".repeat(33).as_str(),
+            "é",
+        ] {
+            assert!(parse_channel(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

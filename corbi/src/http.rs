@@ -1,0 +1,71 @@
+//! The HTTP side of the binary: both APIs on one port for `corbi up`, or one of them alone for
+//! `corbi command-api` / `corbi query-api`. Each registers the readiness checks its side
+//! depends on; other components (dispatcher, projector) add theirs to the same [`Readiness`].
+
+use std::sync::Arc;
+
+use command_api::CommandState;
+use event_store::EventStore;
+use query_api::QueryState;
+use service::readiness::{migrations_check, postgres_check};
+use service::{Application, HttpApp, Readiness, ServiceConfig};
+use sqlx::PgPool;
+
+/// What the HTTP services need, built once by `main`.
+#[derive(Clone)]
+pub struct HttpDeps {
+    /// The event log (Postgres or KurrentDB backend).
+    pub store: Arc<dyn EventStore>,
+    /// The database of the read models (`service::database::read_pool`).
+    pub read_pool: PgPool,
+    /// Shared with the other components so `/ready` shows all of them.
+    pub readiness: Readiness,
+}
+
+impl HttpDeps {
+    fn command_state(&self) -> CommandState {
+        self.readiness.register(
+            "event_store",
+            command_api::event_store_check(self.store.clone()),
+        );
+        self.readiness
+            .register("migrations", migrations_check(self.read_pool.clone()));
+        CommandState::new(self.store.clone())
+    }
+
+    fn query_state(&self, config: &ServiceConfig) -> QueryState {
+        self.readiness
+            .register("read_db", postgres_check(self.read_pool.clone()));
+        self.readiness
+            .register("migrations", migrations_check(self.read_pool.clone()));
+        QueryState::new(self.read_pool.clone(), config.consistency_timeout)
+    }
+}
+
+/// `corbi up`: both APIs on `CORBI_HTTP_ADDR`, `GET`/`HEAD` to the query side and every other
+/// method to the command side, with `/health`, `/ready`, `/metrics` and `/api/docs` once.
+/// Binds before returning, so a taken port fails here rather than in the server task.
+pub fn bind_all(config: &ServiceConfig, deps: &HttpDeps) -> anyhow::Result<Application> {
+    let app = HttpApp::split_by_method(
+        query_api::api(deps.query_state(config)),
+        command_api::api(deps.command_state()),
+        deps.readiness.clone(),
+    );
+    Ok(app.bind(config.http_addr)?)
+}
+
+/// [`bind_all`], then serves until SIGINT/SIGTERM.
+pub async fn serve_all(config: &ServiceConfig, deps: HttpDeps) -> anyhow::Result<()> {
+    bind_all(config, &deps)?.run_until_stopped().await?;
+    Ok(())
+}
+
+/// `corbi command-api`: the command side alone on `CORBI_COMMAND_API_ADDR`.
+pub async fn serve_command_api(config: &ServiceConfig, deps: HttpDeps) -> anyhow::Result<()> {
+    command_api::run(config, deps.command_state(), deps.readiness.clone()).await
+}
+
+/// `corbi query-api`: the query side alone on `CORBI_QUERY_API_ADDR`.
+pub async fn serve_query_api(config: &ServiceConfig, deps: HttpDeps) -> anyhow::Result<()> {
+    query_api::run(config, deps.query_state(config), deps.readiness.clone()).await
+}
