@@ -2,9 +2,11 @@
 //! queue, proving the log → relay → RabbitMQ → worker path end to end.
 
 use actix_web::{HttpResponse, web};
+use domain::Aggregate;
+use domain::probe::{Probe, ProbeCommand, ProbeError};
 use event_store::{ExpectedVersion, StoreError};
 use events::probe::{self, ProbeEvent};
-use events::{Metadata, TypedEvent};
+use events::{DISPATCH_CHANNELS, Metadata, TypedEvent};
 use serde::{Deserialize, Serialize};
 use service::{ApiError, IdempotencyKey, Problem, RequestId};
 use utoipa::ToSchema;
@@ -38,24 +40,6 @@ pub struct DispatchProbeAccepted {
     /// Pass it as `X-Consistency-Token` to a query to read this write.
     #[schema(example = "1207.43")]
     pub consistency_token: String,
-}
-
-/// A channel name as dispatch queues are named: 1–32 lowercase letters, digits, `-` or `_`,
-/// starting with a letter.
-fn parse_channel(channel: &str) -> Result<String, ApiError> {
-    let valid = (1..=32).contains(&channel.len())
-        && channel.starts_with(|c: char| c.is_ascii_lowercase())
-        && channel
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if valid {
-        Ok(channel.to_string())
-    } else {
-        Err(ApiError::validation(
-            "channel",
-            "must be 1 to 32 lowercase letters, digits, `-` or `_`, starting with a letter",
-        ))
-    }
 }
 
 /// Request a dispatch probe.
@@ -92,7 +76,6 @@ pub async fn request_dispatch_probe(
     body: web::Json<DispatchProbeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let DispatchProbeRequest { org_id, channel } = body.into_inner();
-    let channel = parse_channel(&channel)?;
     let (probe_id, event_id) = match &key.0 {
         Some(key) => (
             idempotency::derive(org_id, key, ROUTE, Some("probe_id")),
@@ -102,7 +85,24 @@ pub async fn request_dispatch_probe(
     };
     tracing::Span::current().record("probe_id", tracing::field::display(probe_id));
 
-    let event = ProbeEvent::DispatchProbeRequested { probe_id, channel }
+    // The stream is new (a fresh or key-derived id), so the decision is taken on empty history;
+    // a concurrent or repeated request is caught by the append's `NoStream`.
+    let decided = Probe::default()
+        .decide(ProbeCommand::Request { probe_id, channel })
+        .map_err(|error| match error {
+            ProbeError::InvalidChannel => ApiError::validation(
+                "channel",
+                format!("must be one of: {}", DISPATCH_CHANNELS.join(", ")),
+            ),
+            other => ApiError::Conflict(other.to_string()),
+        })?;
+    let [event] = <[ProbeEvent; 1]>::try_from(decided).map_err(|events| {
+        ApiError::Internal(anyhow::anyhow!(
+            "a probe request decided {} events",
+            events.len()
+        ))
+    })?;
+    let event = event
         .to_new_event(org_id)
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("encoding the probe")))?
         .with_id(event_id)
@@ -148,26 +148,4 @@ pub async fn request_dispatch_probe(
             stream_version: result.last_version,
             consistency_token: token,
         }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn channels_are_queue_names() {
-        for good in ["test", "whatsapp", "sms_2", "a-b"] {
-            assert_eq!(parse_channel(good).ok().as_deref(), Some(good));
-        }
-        for bad in [
-            "",
-            "Test",
-            "1abc",
-            "has space",
-            "x".repeat(33).as_str(),
-            "é",
-        ] {
-            assert!(parse_channel(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 }

@@ -187,7 +187,7 @@ async fn bad_requests_are_problems_and_append_nothing() {
     let org = Uuid::new_v4();
 
     let body = problem(
-        app.post_probe(json!({"org_id": org, "channel": "Not A Channel"}), None)
+        app.post_probe(json!({"org_id": org, "channel": "carrier-pigeon"}), None)
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
     )

@@ -1,15 +1,7 @@
 use std::time::Duration;
 
 /// The channels Corbi dispatches on; `test` carries the dispatch probes.
-pub const CHANNELS: &[&str] = &[
-    "whatsapp",
-    "sms",
-    "email",
-    "telegram",
-    "instagram",
-    "calendar",
-    "test",
-];
+pub use events::DISPATCH_CHANNELS as CHANNELS;
 
 /// How the dispatcher reaches RabbitMQ and what it declares there.
 ///

@@ -1,5 +1,6 @@
 //! The dispatch probe: requested once, completed once, whatever the retries.
 
+use events::DISPATCH_CHANNELS;
 use events::probe::ProbeEvent;
 use uuid::Uuid;
 
@@ -31,7 +32,7 @@ pub enum ProbeError {
     AlreadyRequested,
     #[error("the probe was never requested")]
     NotRequested,
-    #[error("channel must be a lowercase word of at most 32 letters")]
+    #[error("channel must be one of the dispatch channels")]
     InvalidChannel,
 }
 
@@ -56,10 +57,7 @@ impl Aggregate for Probe {
     fn decide(&self, command: ProbeCommand) -> Result<Vec<ProbeEvent>, ProbeError> {
         match (self, command) {
             (Probe::Absent, ProbeCommand::Request { probe_id, channel }) => {
-                let valid = !channel.is_empty()
-                    && channel.len() <= 32
-                    && channel.chars().all(|c| c.is_ascii_lowercase());
-                if !valid {
+                if !DISPATCH_CHANNELS.contains(&channel.as_str()) {
                     return Err(ProbeError::InvalidChannel);
                 }
                 Ok(vec![ProbeEvent::DispatchProbeRequested {
@@ -110,7 +108,7 @@ mod tests {
         );
         let bad = ProbeCommand::Request {
             probe_id: id,
-            channel: "Not A Channel".into(),
+            channel: "carrier-pigeon".into(),
         };
         assert_eq!(given(&[]).decide(bad), Err(ProbeError::InvalidChannel));
     }

@@ -10,6 +10,18 @@ pub mod probe;
 mod typed;
 mod upcast;
 
+/// The channels Corbi dispatches on, as named in job routing and queues; `test` carries the
+/// dispatch probes.
+pub const DISPATCH_CHANNELS: &[&str] = &[
+    "whatsapp",
+    "sms",
+    "email",
+    "telegram",
+    "instagram",
+    "calendar",
+    "test",
+];
+
 pub use envelope::{Actor, Metadata, NewEvent, RecordedEvent, stream_category};
 pub use position::{Position, PositionParseError};
 pub use typed::{DecodeError, TypedEvent};
