@@ -1,1 +1,81 @@
-fn main() {}
+//! `bench`: Corbi's performance figures, each against a baseline measured in the same run on the
+//! same machine. Every run creates its own database (`corbi_bench_<random>`) on the server of
+//! `DATABASE_URL`, migrates it and drops it at the end. See `bench/README.md`.
+#![allow(clippy::print_stdout)]
+
+mod append;
+mod catchup;
+mod children;
+mod data;
+mod db;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "bench", about = "Corbi's figures against same-run baselines")]
+struct Cli {
+    /// The Postgres server to create the benchmark database on (CREATE/DROP DATABASE run in the database it names).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        global = true
+    )]
+    database_url: String,
+    /// Print the results as JSON on stdout (the table goes to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Appends through the EventStore API against pgbench inserting the same rows.
+    Append(append::Args),
+    /// Subscription read and event_stats replay rates against COPY, projector memory and live lag.
+    Catchup(catchup::Args),
+    /// (internal) Replays event_stats in the database at --database-url and reports peak memory.
+    #[command(hide = true)]
+    ReplayChild,
+    /// (internal) Runs the live event_stats projector until stdin closes.
+    #[command(hide = true)]
+    ProjectChild,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Append(args) => {
+            let (version, figures) = db::BenchDatabase::run(&cli.database_url, async |database| {
+                let version = db::server_version(&db::connect(&database.url).await?).await?;
+                Ok((version, append::run(database, args).await?))
+            })
+            .await?;
+            report::print(
+                "append",
+                append::context(args, &version),
+                &figures,
+                cli.json,
+            );
+        }
+        Command::Catchup(args) => {
+            let (version, figures) = db::BenchDatabase::run(&cli.database_url, async |database| {
+                let version = db::server_version(&db::connect(&database.url).await?).await?;
+                Ok((version, catchup::run(database, args).await?))
+            })
+            .await?;
+            report::print(
+                "catchup",
+                catchup::context(args, &version),
+                &figures,
+                cli.json,
+            );
+        }
+        Command::ReplayChild => children::replay(&cli.database_url).await?,
+        Command::ProjectChild => children::project(&cli.database_url).await?,
+    }
+    Ok(())
+}
