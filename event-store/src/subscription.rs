@@ -12,10 +12,26 @@ pub const POLL_FALLBACK: Duration = Duration::from_millis(500);
 /// Follows the log after a position in batches: the building block of subscriptions, the
 /// projector and the relay. Reads until caught up, then sleeps until a wake-up (or the polling
 /// fallback) and reads again.
+///
+/// While catching up it reads ahead: when a batch comes back full, the read of the next one
+/// starts before the caller gets this one, so the store fetches while the caller works.
 pub struct LogFollower<S: ?Sized> {
     store: Arc<S>,
     after: Option<Position>,
     wakeups: Option<watch::Receiver<()>>,
+    ahead: Option<ReadAhead>,
+}
+
+/// A read of the batch after `after`, running in its own task.
+struct ReadAhead {
+    limit: usize,
+    read: tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>,
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.read.abort();
+    }
 }
 
 impl<S: EventStore + ?Sized> LogFollower<S> {
@@ -25,6 +41,7 @@ impl<S: EventStore + ?Sized> LogFollower<S> {
             store,
             after,
             wakeups,
+            ahead: None,
         }
     }
 
@@ -35,14 +52,41 @@ impl<S: EventStore + ?Sized> LogFollower<S> {
 
     /// The next batch of at most `limit` events; empty when caught up (it does not wait).
     pub async fn next_batch(&mut self, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        if let Some(wakeups) = &mut self.wakeups {
-            wakeups.borrow_and_update();
-        }
-        let batch = self.store.read_all(self.after, limit).await?;
+        let batch = match self.ahead.take() {
+            Some(mut ahead) if ahead.limit == limit => match (&mut ahead.read).await {
+                Ok(read) => read?,
+                Err(join) => return Err(StoreError::Backend(format!("read-ahead: {join}"))),
+            },
+            _ => {
+                self.mark_wakeups_seen();
+                self.store.read_all(self.after, limit).await?
+            }
+        };
         if let Some(last) = batch.last() {
             self.after = Some(last.position);
         }
+        if batch.len() >= limit {
+            self.read_ahead(limit);
+        }
         Ok(batch)
+    }
+
+    /// Starts reading the batch after the last one handed out. Wake-ups are marked seen before,
+    /// so an append that lands after this read still wakes [`Self::wait`].
+    fn read_ahead(&mut self, limit: usize) {
+        self.mark_wakeups_seen();
+        let store = self.store.clone();
+        let after = self.after;
+        self.ahead = Some(ReadAhead {
+            limit,
+            read: tokio::spawn(async move { store.read_all(after, limit).await }),
+        });
+    }
+
+    fn mark_wakeups_seen(&mut self) {
+        if let Some(wakeups) = &mut self.wakeups {
+            wakeups.borrow_and_update();
+        }
     }
 
     /// Waits until an append may have happened since the last [`Self::next_batch`], at most
@@ -83,4 +127,50 @@ pub fn subscribe_by_polling<S: EventStore + ?Sized>(
         },
     )
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryEventStore;
+    use crate::{ExpectedVersion, NewEvent};
+
+    async fn append(store: &MemoryEventStore, stream: &str, count: usize) {
+        let events = (0..count)
+            .map(|i| NewEvent::new(uuid::Uuid::nil(), "Probed", serde_json::json!({ "i": i })))
+            .collect();
+        store
+            .append(stream, ExpectedVersion::Any, events)
+            .await
+            .expect("append");
+    }
+
+    #[tokio::test]
+    async fn reads_ahead_without_gaps_or_repeats_and_wakes_after_catching_up() {
+        let store = Arc::new(MemoryEventStore::new());
+        append(&store, "probe-a", 7).await;
+        let mut follower = LogFollower::new(store.clone(), None);
+        let mut seen = Vec::new();
+        // Full batches start a read-ahead; a changed limit discards it and reads again.
+        for limit in [2, 2, 3, 3, 3] {
+            let batch = follower.next_batch(limit).await.expect("batch");
+            assert!(batch.len() <= limit);
+            seen.extend(batch.into_iter().map(|e| e.version));
+        }
+        assert_eq!(seen, (0..7).collect::<Vec<_>>());
+        assert_eq!(follower.next_batch(3).await.expect("caught up").len(), 0);
+
+        // An append after the (read-ahead) read that found nothing still wakes the follower.
+        append(&store, "probe-b", 1).await;
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            follower.wait(Duration::from_secs(60)),
+        )
+        .await
+        .expect("woken by the append");
+        let batch = follower.next_batch(3).await.expect("batch");
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].stream, "probe-b");
+        assert_eq!(follower.position(), Some(batch[0].position));
+    }
 }

@@ -68,11 +68,12 @@ pub async fn replay<S: EventStore + ?Sized>(
         if batch.is_empty() {
             break;
         }
+        let read = batch.len() as u64;
         let mut tx = conn.begin().await?;
-        checkpoint = apply_batch(&mut tx, projection, generation, checkpoint, &batch).await?;
+        checkpoint = apply_batch(&mut tx, projection, generation, checkpoint, batch).await?;
         tx.commit().await?;
-        events += batch.len() as u64;
-        bar.inc(batch.len() as u64);
+        events += read;
+        bar.inc(read);
         if progress == Progress::Log && last_log.elapsed() > Duration::from_secs(5) {
             last_log = Instant::now();
             let rate = events as f64 / started.elapsed().as_secs_f64();

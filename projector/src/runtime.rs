@@ -156,9 +156,10 @@ async fn lead<S: EventStore + ?Sized>(
         if live.map(|r| r.generation) != Some(generation) {
             return Ok(Lead::Switched);
         }
-        checkpoint = apply_batch(&mut tx, projection, generation, checkpoint, &batch).await?;
+        let applied = batch.len();
+        checkpoint = apply_batch(&mut tx, projection, generation, checkpoint, batch).await?;
         tx.commit().await?;
-        metrics_applied(projection.name(), batch.len());
+        metrics_applied(projection.name(), applied);
     }
 }
 
@@ -169,27 +170,26 @@ pub(crate) async fn apply_batch(
     projection: &dyn Projection,
     generation: i32,
     from: Position,
-    batch: &[RecordedEvent],
+    batch: Vec<RecordedEvent>,
 ) -> anyhow::Result<Position> {
-    let Some(last) = batch.last() else {
+    let Some(last) = batch.last().map(|e| e.position) else {
         return Ok(from);
     };
     let handles = projection.handles();
-    if handles.is_empty() {
-        projection.apply(conn, generation, batch).await?;
+    let relevant: Vec<RecordedEvent> = if handles.is_empty() {
+        batch
     } else {
-        let relevant: Vec<RecordedEvent> = batch
-            .iter()
+        batch
+            .into_iter()
             .filter(|e| handles.contains(&e.event_type.as_str()))
-            .cloned()
-            .collect();
-        if !relevant.is_empty() {
-            projection.apply(conn, generation, &relevant).await?;
-        }
+            .collect()
+    };
+    if !relevant.is_empty() {
+        projection.apply(conn, generation, &relevant).await?;
     }
     let name = checkpoint_name(projection.name(), generation);
-    registry::advance_checkpoint(conn, &name, from, last.position).await?;
-    Ok(last.position)
+    registry::advance_checkpoint(conn, &name, from, last).await?;
+    Ok(last)
 }
 
 fn metrics_applied(projection: &'static str, count: usize) {

@@ -6,12 +6,14 @@
 
 use deadpool_postgres::Object;
 use serde_json::Value;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::{current_version, pg_error, position, to_i64};
 use crate::{AppendResult, ExpectedVersion, StoreError};
-use events::NewEvent;
+use events::{Metadata, NewEvent};
 
 const APPEND: &str = "
 WITH cur AS (
@@ -34,6 +36,16 @@ WITH cur AS (
 SELECT (SELECT v FROM cur), max(version), (array_agg(transaction_id))[1], max(global_position)
 FROM ins";
 
+/// One event at a version known in advance (`NoStream` → 0, `Exact(n)` → n + 1): no read of the
+/// stream's head, only the insert. `unique(stream, version)` rejects it when the version is
+/// taken; the `EXISTS` probe rejects it when the version before it is missing (the stream is
+/// behind the expected version), so the stream never gets a gap.
+const APPEND_ONE_AT: &str = "
+INSERT INTO events (event_id, stream, version, event_type, schema_version, org_id, data, metadata)
+SELECT $1::uuid, $2::text, $3::int8, $4::text, $5::int4, $6::uuid, $7::jsonb, $8::jsonb
+WHERE $3::int8 = 0 OR EXISTS (SELECT 1 FROM events WHERE stream = $2::text AND version = $3::int8 - 1)
+RETURNING version, transaction_id, global_position";
+
 /// How often an `Any`/`StreamExists` append is retried when a concurrent writer took the
 /// version it computed.
 const MAX_RACES: usize = 64;
@@ -53,6 +65,9 @@ pub(super) async fn append(
         ExpectedVersion::StreamExists => -3,
         ExpectedVersion::Exact(v) => to_i64(v),
     };
+    if let ([event], ExpectedVersion::NoStream | ExpectedVersion::Exact(_)) = (events, expected) {
+        return append_one_at(client, stream, expected, event).await;
+    }
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     let schema_versions: Vec<i32> = events
@@ -61,11 +76,7 @@ pub(super) async fn append(
         .collect();
     let orgs: Vec<Uuid> = events.iter().map(|e| e.org_id).collect();
     let data: Vec<&Value> = events.iter().map(|e| &e.data).collect();
-    let metadata = events
-        .iter()
-        .map(|e| serde_json::to_value(&e.metadata))
-        .collect::<Result<Vec<Value>, _>>()
-        .map_err(|e| StoreError::Backend(format!("metadata does not serialize: {e}")))?;
+    let metadata: Vec<Json<&Metadata>> = events.iter().map(|e| Json(&e.metadata)).collect();
     let statement = client.prepare_cached(APPEND).await.map_err(pg_error)?;
 
     for _ in 0..MAX_RACES {
@@ -86,23 +97,19 @@ pub(super) async fn append(
             .await;
         let row = match outcome {
             Ok(row) => row,
-            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                let constraint = error.as_db_error().and_then(|db| db.constraint());
-                if constraint == Some("events_event_id_key") {
-                    return already_appended(client, stream, events)
-                        .await?
-                        .ok_or(StoreError::DuplicateEventId { event_id: ids[0] });
-                }
-                // `events_stream_version_key`: a concurrent writer took the version.
-                if matches!(
-                    expected,
-                    ExpectedVersion::Any | ExpectedVersion::StreamExists
-                ) {
+            Err(error) => match taken(error)? {
+                Taken::EventId => return duplicate(client, stream, events).await,
+                // A concurrent writer took the version: `Any`/`StreamExists` decide again.
+                Taken::Version
+                    if matches!(
+                        expected,
+                        ExpectedVersion::Any | ExpectedVersion::StreamExists
+                    ) =>
+                {
                     continue;
                 }
-                return conflict(client, stream, expected, events).await;
-            }
-            Err(error) => return Err(pg_error(error)),
+                Taken::Version => return conflict(client, stream, expected, events).await,
+            },
         };
         let last_version: Option<i64> = row.try_get(1).map_err(pg_error)?;
         let Some(last_version) = last_version else {
@@ -114,6 +121,85 @@ pub(super) async fn append(
         });
     }
     conflict(client, stream, expected, events).await
+}
+
+async fn append_one_at(
+    client: &Object,
+    stream: &str,
+    expected: ExpectedVersion,
+    event: &NewEvent,
+) -> Result<AppendResult, StoreError> {
+    let version: i64 = match expected {
+        ExpectedVersion::Exact(v) => to_i64(v).saturating_add(1),
+        _ => 0,
+    };
+    let events = std::slice::from_ref(event);
+    let statement = client
+        .prepare_cached(APPEND_ONE_AT)
+        .await
+        .map_err(pg_error)?;
+    let outcome = client
+        .query_opt(
+            &statement,
+            &[
+                &event.event_id,
+                &stream,
+                &version,
+                &event.event_type,
+                &i32::try_from(event.schema_version).unwrap_or(i32::MAX),
+                &event.org_id,
+                &event.data,
+                &Json(&event.metadata),
+            ],
+        )
+        .await;
+    match outcome {
+        Ok(Some(row)) => Ok(AppendResult {
+            last_version: event_version(&row)?,
+            position: position(&row, 1, 2)?,
+        }),
+        Ok(None) => conflict(client, stream, expected, events).await,
+        Err(error) => match taken(error)? {
+            Taken::EventId => duplicate(client, stream, events).await,
+            Taken::Version => conflict(client, stream, expected, events).await,
+        },
+    }
+}
+
+fn event_version(row: &Row) -> Result<u64, StoreError> {
+    Ok(row.try_get::<_, i64>(0).map_err(pg_error)? as u64)
+}
+
+/// Which unique key an append ran into.
+enum Taken {
+    /// `events_event_id_key`: an event id is stored already.
+    EventId,
+    /// `events_stream_version_key`: the version is taken.
+    Version,
+}
+
+/// A unique violation as [`Taken`]; any other error as the store's error.
+fn taken(error: tokio_postgres::Error) -> Result<Taken, StoreError> {
+    if error.code() != Some(&SqlState::UNIQUE_VIOLATION) {
+        return Err(pg_error(error));
+    }
+    match error.as_db_error().and_then(|db| db.constraint()) {
+        Some("events_event_id_key") => Ok(Taken::EventId),
+        _ => Ok(Taken::Version),
+    }
+}
+
+/// An event id is taken: a retry of the same append answers with the original result.
+async fn duplicate(
+    client: &Object,
+    stream: &str,
+    events: &[NewEvent],
+) -> Result<AppendResult, StoreError> {
+    already_appended(client, stream, events)
+        .await?
+        .ok_or(StoreError::DuplicateEventId {
+            event_id: events[0].event_id,
+        })
 }
 
 /// The expected version did not hold: either this is a retry of an append that already

@@ -16,15 +16,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::TryStreamExt;
 use tokio::sync::watch;
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{NoTls, Row};
 
 use crate::{AppendResult, Direction, EventStore, ExpectedVersion, StoreError};
-use events::{NewEvent, Position, RecordedEvent};
+use events::{Metadata, NewEvent, Position, RecordedEvent};
 use xid8::Xid8;
 
 /// The NOTIFY channel appends wake readers on.
 const CHANNEL: &str = "corbi_events";
+
+/// The most rows `read_all` reserves room for before it sees them.
+const READ_ALL_PREALLOCATE: usize = 4_096;
 
 const SELECT_COLUMNS: &str = "global_position, transaction_id, event_id, stream, version, \
      event_type, schema_version, org_id, data, metadata, recorded_at";
@@ -141,18 +146,24 @@ impl EventStore for PgEventStore {
             ))
             .await
             .map_err(pg_error)?;
+        // Rows are decoded as they arrive, so the server keeps sending while this decodes.
         let rows = client
-            .query(
+            .query_raw(
                 &statement,
-                &[
-                    &Xid8(after.commit),
+                [
+                    &Xid8(after.commit) as &(dyn ToSql + Sync),
                     &to_i64(after.prepare),
                     &to_i64(limit as u64),
                 ],
             )
             .await
             .map_err(pg_error)?;
-        rows.iter().map(recorded_event).collect()
+        let mut rows = std::pin::pin!(rows);
+        let mut events = Vec::with_capacity(limit.min(READ_ALL_PREALLOCATE));
+        while let Some(row) = rows.try_next().await.map_err(pg_error)? {
+            events.push(recorded_event(&row)?);
+        }
+        Ok(events)
     }
 
     async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
@@ -227,11 +238,12 @@ fn position(
 /// Decodes a row selected with [`SELECT_COLUMNS`].
 fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
     let event_id: uuid::Uuid = row.try_get(2).map_err(pg_error)?;
-    let metadata: serde_json::Value = row.try_get(9).map_err(pg_error)?;
-    let metadata = serde_json::from_value(metadata).map_err(|e| StoreError::Corrupt {
-        event_id,
-        reason: format!("metadata: {e}"),
-    })?;
+    let Json(metadata) = row
+        .try_get::<_, Json<Metadata>>(9)
+        .map_err(|e| StoreError::Corrupt {
+            event_id,
+            reason: format!("metadata: {e}"),
+        })?;
     Ok(RecordedEvent {
         position: position(row, 1, 0)?,
         event_id,
@@ -248,9 +260,15 @@ fn recorded_event(row: &Row) -> Result<RecordedEvent, StoreError> {
 
 /// A lost connection or an unreachable server is transient; anything the server said is not.
 fn pg_error(error: tokio_postgres::Error) -> StoreError {
+    // tokio-postgres says only "db error" for what the server said; the server's words are in
+    // the `DbError`.
+    let message = match error.as_db_error() {
+        Some(db) => db.to_string(),
+        None => error.to_string(),
+    };
     if error.is_closed() || error.as_db_error().is_none() && error.code().is_none() {
-        StoreError::Unavailable(error.to_string())
+        StoreError::Unavailable(message)
     } else {
-        StoreError::Backend(error.to_string())
+        StoreError::Backend(message)
     }
 }

@@ -158,6 +158,42 @@ pub async fn idempotent_reappend<S: EventStore>(store: Arc<S>) {
         Err(StoreError::DuplicateEventId { .. })
     ));
     assert_eq!(store.stream_version(&s).await.unwrap(), Some(1));
+
+    // One event at a known version (the backends' cheapest path) dedupes the same way.
+    let single = event(3);
+    let appended = store
+        .append(&s, ExpectedVersion::Exact(1), vec![single.clone()])
+        .await
+        .unwrap();
+    let again = store
+        .append(&s, ExpectedVersion::Exact(1), vec![single.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        again, appended,
+        "a single-event retry returns the first result"
+    );
+    let mut changed = single.clone();
+    changed.data = json!({"n": "changed"});
+    assert!(matches!(
+        store.append(&s, ExpectedVersion::Exact(2), vec![changed]).await,
+        Err(StoreError::DuplicateEventId { event_id }) if event_id == single.event_id
+    ));
+    let fresh = stream("idem-one");
+    let one = event(0);
+    let first = store
+        .append(&fresh, ExpectedVersion::NoStream, vec![one.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .append(&fresh, ExpectedVersion::NoStream, vec![one])
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(store.stream_version(&s).await.unwrap(), Some(2));
+    assert_eq!(store.stream_version(&fresh).await.unwrap(), Some(0));
 }
 
 /// An event id is unique across the whole log, not just its stream. (KurrentDB keeps no index
@@ -170,7 +206,13 @@ pub async fn event_ids_are_unique_across_streams<S: EventStore>(store: Arc<S>) {
         .unwrap();
     assert!(matches!(
         store
-            .append(&stream("other"), ExpectedVersion::Any, vec![first])
+            .append(&stream("other"), ExpectedVersion::Any, vec![first.clone()])
+            .await,
+        Err(StoreError::DuplicateEventId { .. })
+    ));
+    assert!(matches!(
+        store
+            .append(&stream("another"), ExpectedVersion::NoStream, vec![first])
             .await,
         Err(StoreError::DuplicateEventId { .. })
     ));
