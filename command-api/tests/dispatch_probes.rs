@@ -9,6 +9,7 @@ use event_store::postgres::PgEventStore;
 use event_store::{Direction, EventStore, Position};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use service::testing::{TestServer, problem};
 use service::{HttpApp, Readiness};
 use uuid::Uuid;
 
@@ -34,15 +35,11 @@ impl TestApp {
         let app = HttpApp::new(
             command_api::api(CommandState::new(store.clone())),
             readiness,
-        )
-        .workers(1)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .expect("binds");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
+        );
+        let TestServer { base, client } = TestServer::start(app);
         TestApp {
             base,
-            client: reqwest::Client::new(),
+            client,
             store,
             _db: db,
         }
@@ -84,15 +81,6 @@ async fn accepted(response: reqwest::Response) -> DispatchProbeAccepted {
     let body: DispatchProbeAccepted = response.json().await.expect("accepted body");
     assert_eq!(header, body.consistency_token);
     body
-}
-
-async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers().get("content-type").unwrap(),
-        "application/problem+json"
-    );
-    response.json().await.unwrap()
 }
 
 #[tokio::test]

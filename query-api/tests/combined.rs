@@ -14,6 +14,7 @@ use query_api::QueryState;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use service::readiness::{migrations_check, postgres_check};
+use service::testing::TestServer;
 use service::{HttpApp, Readiness};
 use uuid::Uuid;
 
@@ -32,13 +33,8 @@ async fn one_port_serves_reads_and_writes_split_by_method() {
         query_api::api(QueryState::new(db.pool.clone(), Duration::from_secs(5))),
         command_api::api(CommandState::new(store)),
         readiness,
-    )
-    .workers(1)
-    .bind("127.0.0.1:0".parse().unwrap())
-    .expect("binds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    let client = common::client();
+    );
+    let TestServer { base, client } = TestServer::start(app);
     let org = Uuid::new_v4();
 
     // A write, then a read of it with the token it answered.

@@ -9,6 +9,7 @@ use events::Position;
 use query_api::QueryState;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use service::testing::{TestServer, problem};
 use service::{HttpApp, Readiness};
 use uuid::Uuid;
 
@@ -25,17 +26,9 @@ impl TestApp {
             .expect("test database");
         common::create_event_stats_model(&db.pool).await;
         let state = QueryState::new(db.pool.clone(), consistency_timeout);
-        let app = HttpApp::new(query_api::api(state), Readiness::new())
-            .workers(1)
-            .bind("127.0.0.1:0".parse().unwrap())
-            .expect("binds");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-        TestApp {
-            base,
-            client: common::client(),
-            db,
-        }
+        let TestServer { base, client } =
+            TestServer::start(HttpApp::new(query_api::api(state), Readiness::new()));
+        TestApp { base, client, db }
     }
 
     fn stats(&self, org: Option<&str>, query: &str) -> reqwest::RequestBuilder {
@@ -51,15 +44,6 @@ impl TestApp {
 
 async fn ok_json(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
-
-async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers().get("content-type").unwrap(),
-        "application/problem+json"
-    );
     response.json().await.unwrap()
 }
 

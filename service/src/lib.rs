@@ -17,6 +17,8 @@ pub mod request_id;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{ConfigError, EventStoreBackend, LogFormat, ServiceConfig};
 pub use extract::{IdempotencyKey, OrgIdHeader};

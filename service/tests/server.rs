@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use service::readiness::{migrations_check, postgres_check};
+use service::testing::{TestServer, problem};
 use service::{Api, ApiError, CheckResult, HttpApp, Readiness};
 use utoipa::OpenApi;
 
@@ -81,57 +82,8 @@ fn write_api() -> Api {
     })
 }
 
-struct TestServer {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl TestServer {
-    fn start(app: HttpApp) -> TestServer {
-        let app = app
-            .workers(1)
-            .bind("127.0.0.1:0".parse().unwrap())
-            .expect("binds port 0");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client builds");
-        TestServer { base, client }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request is answered")
-    }
-}
-
 fn split_server(readiness: Readiness) -> TestServer {
     TestServer::start(HttpApp::split_by_method(read_api(), write_api(), readiness))
-}
-
-async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(response.status(), status);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .expect("content type")
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(content_type, "application/problem+json");
-    assert!(response.headers().contains_key("x-request-id"));
-    let body: Value = response.json().await.expect("problem is JSON");
-    assert_eq!(body["status"], status.as_u16());
-    body
 }
 
 #[tokio::test]

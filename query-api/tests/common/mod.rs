@@ -68,7 +68,3 @@ pub async fn add_stat(pool: &PgPool, org_id: Uuid, category: &str, day: &str, co
     .await
     .unwrap();
 }
-
-pub fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}

@@ -198,47 +198,25 @@ impl ServiceConfig {
             parse_number::<u64>(v, 0, 600_000)
         });
 
-        match (
-            database_url,
-            amqp_url,
-            event_store,
-            http_addr,
-            command_api_addr,
-            query_api_addr,
-            log_filter,
-            log_format,
-            db_pool_size,
-            amqp_prefix,
-            dispatch_prefetch,
-            consistency_timeout_ms,
-        ) {
-            (
-                Some(database_url),
-                Some(amqp_url),
-                Some(event_store),
-                Some(http_addr),
-                Some(command_api_addr),
-                Some(query_api_addr),
-                Some(log_filter),
-                Some(log_format),
-                Some(db_pool_size),
-                Some(amqp_prefix),
-                Some(dispatch_prefetch),
-                Some(consistency_timeout_ms),
-            ) if env.errors.is_empty() => Ok(ServiceConfig {
-                database_url,
-                amqp_url,
-                event_store,
-                http_addr,
-                command_api_addr,
-                query_api_addr,
-                log_filter,
-                log_format,
-                db_pool_size,
-                amqp_prefix,
-                dispatch_prefetch,
-                consistency_timeout: Duration::from_millis(consistency_timeout_ms),
-            }),
+        // Every variable was parsed above, so all of their errors are reported together.
+        let config = (|| {
+            Some(ServiceConfig {
+                database_url: database_url?,
+                amqp_url: amqp_url?,
+                event_store: event_store?,
+                http_addr: http_addr?,
+                command_api_addr: command_api_addr?,
+                query_api_addr: query_api_addr?,
+                log_filter: log_filter?,
+                log_format: log_format?,
+                db_pool_size: db_pool_size?,
+                amqp_prefix: amqp_prefix?,
+                dispatch_prefetch: dispatch_prefetch?,
+                consistency_timeout: Duration::from_millis(consistency_timeout_ms?),
+            })
+        })();
+        match config {
+            Some(config) if env.errors.is_empty() => Ok(config),
             _ => Err(ConfigError { errors: env.errors }),
         }
     }
