@@ -5,10 +5,12 @@
 //! Pure serde, no IO.
 
 mod envelope;
+pub mod organisation;
 mod position;
 pub mod probe;
 mod typed;
 mod upcast;
+mod values;
 
 /// The channels Corbi dispatches on, as named in job routing and queues; `test` carries the
 /// dispatch probes.
@@ -26,3 +28,4 @@ pub use envelope::{Actor, Metadata, NewEvent, RecordedEvent, stream_category};
 pub use position::{Position, PositionParseError};
 pub use typed::{DecodeError, TypedEvent};
 pub use upcast::{UpcastError, Upcaster, Upcasters};
+pub use values::{Email, EmailError, Role, RoleError};
