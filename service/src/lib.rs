@@ -6,6 +6,7 @@
 //! with [`server::HttpApp::new`] or two with [`server::HttpApp::split_by_method`], binds it and
 //! runs the returned [`server::Application`].
 
+pub mod auth;
 pub mod config;
 pub mod database;
 pub mod extract;
