@@ -17,6 +17,15 @@ pub enum StoreError {
     DuplicateEventId { event_id: Uuid },
     #[error("an append needs at least one event")]
     EmptyAppend,
+    #[error("stream {stream} appears more than once in one append")]
+    StreamTwice { stream: String },
+    /// A multi-stream append on a backend without cross-stream transactions failed part way:
+    /// `appended` were written before `failure`.
+    #[error("appended to {} stream(s), then: {failure}", appended.len())]
+    PartlyAppended {
+        appended: Vec<(String, crate::AppendResult)>,
+        failure: Box<StoreError>,
+    },
     #[error("event store unavailable: {0}")]
     Unavailable(String),
     #[error("event store error: {0}")]

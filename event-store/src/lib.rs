@@ -44,6 +44,28 @@ pub struct AppendResult {
     pub position: Position,
 }
 
+/// One stream's part of [`EventStore::append_to_streams`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamAppend {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+impl StreamAppend {
+    pub fn new(
+        stream: impl Into<String>,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Self {
+        Self {
+            stream: stream.into(),
+            expected,
+            events,
+        }
+    }
+}
+
 /// Direction of a stream read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -71,6 +93,25 @@ pub trait EventStore: Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError>;
+
+    /// Appends to several streams, each guarded by its own expected version: the tool for
+    /// consistency across aggregates (reservation streams, DESIGN §3). The results come in the
+    /// order of `appends`. Each stream may appear once. A retry of the whole call returns the
+    /// original results and appends nothing.
+    ///
+    /// All or nothing where [`Self::atomic_across_streams`] says so (Postgres, memory). Elsewhere
+    /// (KurrentDB) the streams are appended in order and a failure after the first leaves the
+    /// earlier ones written, reported as [`StoreError::PartlyAppended`]; callers release what
+    /// they reserved.
+    async fn append_to_streams(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError>;
+
+    /// Whether [`Self::append_to_streams`] is all or nothing.
+    fn atomic_across_streams(&self) -> bool {
+        true
+    }
 
     /// Reads up to `limit` events of `stream` starting at version `from` (inclusive) in
     /// `direction`. `from = None` starts at the stream's first event (forwards) or last
@@ -121,6 +162,34 @@ pub trait EventStore: Send + Sync + 'static {
     {
         subscribe_by_polling(self, after)
     }
+}
+
+/// What every backend checks of a multi-stream append before it writes: at least one stream,
+/// each once, each with events, and no event id twice.
+pub(crate) fn check_appends(appends: &[StreamAppend]) -> Result<(), StoreError> {
+    let mut streams = std::collections::HashSet::new();
+    let mut ids = std::collections::HashSet::new();
+    if appends.is_empty() {
+        return Err(StoreError::EmptyAppend);
+    }
+    for append in appends {
+        if append.events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        if !streams.insert(append.stream.as_str()) {
+            return Err(StoreError::StreamTwice {
+                stream: append.stream.clone(),
+            });
+        }
+        for event in &append.events {
+            if !ids.insert(event.event_id) {
+                return Err(StoreError::DuplicateEventId {
+                    event_id: event.event_id,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The batch size subscriptions read with while catching up.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::{AppendResult, Direction, EventStore, ExpectedVersion, StoreError};
+use crate::{AppendResult, Direction, EventStore, ExpectedVersion, StoreError, StreamAppend};
 use events::{NewEvent, Position, RecordedEvent};
 
 pub struct MemoryEventStore {
@@ -58,6 +58,70 @@ impl State {
             .map(|indexes| indexes.len() as u64 - 1)
     }
 
+    /// `Some(original)` when `events` are a retry of an append to `stream`; `None` when they may
+    /// be appended at `expected`; an error otherwise.
+    fn check(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<Option<AppendResult>, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        if let Some(original) = self.already_appended(stream, events)? {
+            return Ok(Some(original));
+        }
+        let current = self.version(stream);
+        let ok = match expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current.is_none(),
+            ExpectedVersion::StreamExists => current.is_some(),
+            ExpectedVersion::Exact(v) => current == Some(v),
+        };
+        if !ok {
+            return Err(StoreError::WrongExpectedVersion {
+                stream: stream.to_owned(),
+                expected,
+                actual: current,
+            });
+        }
+        Ok(None)
+    }
+
+    /// Appends `events` to `stream` after [`Self::check`] allowed it.
+    fn write(&mut self, stream: &str, events: Vec<NewEvent>) -> Result<AppendResult, StoreError> {
+        let current = self.version(stream);
+        let mut result = None;
+        let recorded_at = chrono::Utc::now();
+        for (offset, event) in events.into_iter().enumerate() {
+            let index = self.log.len();
+            let version = current.map_or(0, |v| v + 1) + offset as u64;
+            self.ids.insert(event.event_id, index);
+            self.streams
+                .entry(stream.to_owned())
+                .or_default()
+                .push(index);
+            self.log.push(RecordedEvent {
+                event_id: event.event_id,
+                stream: stream.to_owned(),
+                version,
+                position: position_of(index),
+                event_type: event.event_type,
+                schema_version: event.schema_version,
+                org_id: event.org_id,
+                data: event.data,
+                metadata: event.metadata,
+                recorded_at,
+            });
+            result = Some(AppendResult {
+                last_version: version,
+                position: position_of(index),
+            });
+        }
+        result.ok_or(StoreError::EmptyAppend)
+    }
+
     fn already_appended(
         &self,
         stream: &str,
@@ -100,58 +164,42 @@ impl EventStore for MemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        if events.is_empty() {
-            return Err(StoreError::EmptyAppend);
-        }
         let mut state = self.state();
-        if let Some(original) = state.already_appended(stream, &events)? {
-            return Ok(original);
-        }
-        let current = state.version(stream);
-        let ok = match expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => current.is_none(),
-            ExpectedVersion::StreamExists => current.is_some(),
-            ExpectedVersion::Exact(v) => current == Some(v),
+        let result = match state.check(stream, expected, &events)? {
+            Some(original) => return Ok(original),
+            None => state.write(stream, events),
         };
-        if !ok {
-            return Err(StoreError::WrongExpectedVersion {
-                stream: stream.to_owned(),
-                expected,
-                actual: current,
-            });
-        }
-        let mut result = None;
-        let recorded_at = chrono::Utc::now();
-        for (offset, event) in events.into_iter().enumerate() {
-            let index = state.log.len();
-            let version = current.map_or(0, |v| v + 1) + offset as u64;
-            state.ids.insert(event.event_id, index);
-            state
-                .streams
-                .entry(stream.to_owned())
-                .or_default()
-                .push(index);
-            state.log.push(RecordedEvent {
-                event_id: event.event_id,
-                stream: stream.to_owned(),
-                version,
-                position: position_of(index),
-                event_type: event.event_type,
-                schema_version: event.schema_version,
-                org_id: event.org_id,
-                data: event.data,
-                metadata: event.metadata,
-                recorded_at,
-            });
-            result = Some(AppendResult {
-                last_version: version,
-                position: position_of(index),
-            });
-        }
         drop(state);
         self.signal.send_replace(());
-        result.ok_or(StoreError::EmptyAppend)
+        result
+    }
+
+    async fn append_to_streams(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        crate::check_appends(&appends)?;
+        let mut state = self.state();
+        let mut originals = Vec::with_capacity(appends.len());
+        for append in &appends {
+            originals.push(state.check(&append.stream, append.expected, &append.events)?);
+        }
+        if originals.iter().all(Option::is_some) {
+            return Ok(originals.into_iter().flatten().collect());
+        }
+        // Some streams hold these events already and others do not: not a retry of this call.
+        if let Some(index) = originals.iter().position(Option::is_some) {
+            return Err(StoreError::DuplicateEventId {
+                event_id: appends[index].events[0].event_id,
+            });
+        }
+        let results = appends
+            .into_iter()
+            .map(|append| state.write(&append.stream, append.events))
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(state);
+        self.signal.send_replace(());
+        Ok(results)
     }
 
     async fn read_stream(

@@ -56,6 +56,15 @@ async fn expected_version_cases() {
 }
 
 #[tokio::test]
+async fn multi_stream_appends() {
+    let Some((_turn, store)) = store().await else {
+        return;
+    };
+    assert!(!store.atomic_across_streams());
+    contract::multi_stream_appends(store).await;
+}
+
+#[tokio::test]
 async fn idempotent_reappend() {
     let Some((_turn, store)) = store().await else {
         return;

@@ -39,3 +39,13 @@ async fn concurrent_writers_and_subscribers() {
 async fn resume_from_checkpoint() {
     contract::resume_from_checkpoint(store()).await;
 }
+
+#[tokio::test]
+async fn multi_stream_appends() {
+    contract::multi_stream_appends(store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_stream_appends_are_all_or_nothing() {
+    contract::multi_stream_appends_are_all_or_nothing(store()).await;
+}

@@ -41,6 +41,18 @@ async fn read_order() {
     contract::read_order(store).await;
 }
 
+#[tokio::test]
+async fn multi_stream_appends() {
+    let (_db, store) = store().await;
+    contract::multi_stream_appends(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_stream_appends_are_all_or_nothing() {
+    let (_db, store) = store().await;
+    contract::multi_stream_appends_are_all_or_nothing(store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_and_subscribers() {
     let (_db, store) = store().await;

@@ -43,7 +43,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-use crate::{AppendResult, Direction, EventStore, ExpectedVersion, StoreError};
+use crate::{AppendResult, Direction, EventStore, ExpectedVersion, StoreError, StreamAppend};
 use events::{Metadata, NewEvent, Position, RecordedEvent};
 
 /// How many events at a stream's tail (besides the batch) an append searches for its own ids.
@@ -191,6 +191,36 @@ impl EventStore for KurrentEventStore {
         }
     }
 
+    /// KurrentDB has no transaction across streams: the streams are appended in order, each
+    /// idempotently, so a retry of the whole call after [`StoreError::PartlyAppended`] finishes
+    /// the job or fails at the same stream again.
+    async fn append_to_streams(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        crate::check_appends(&appends)?;
+        let mut appended: Vec<(String, AppendResult)> = Vec::with_capacity(appends.len());
+        for append in appends {
+            match self
+                .append(&append.stream, append.expected, append.events)
+                .await
+            {
+                Ok(result) => appended.push((append.stream, result)),
+                Err(failure) if appended.is_empty() => return Err(failure),
+                Err(failure) => {
+                    return Err(StoreError::PartlyAppended {
+                        appended,
+                        failure: Box::new(failure),
+                    });
+                }
+            }
+        }
+        Ok(appended.into_iter().map(|(_, result)| result).collect())
+    }
+
+    fn atomic_across_streams(&self) -> bool {
+        false
+    }
     #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream, ?from, ?direction, limit))]
     async fn read_stream(
         &self,

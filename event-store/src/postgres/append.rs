@@ -4,7 +4,7 @@
 //! [`StoreError::WrongExpectedVersion`] (or retried, for `Any`/`StreamExists`, where re-deciding
 //! is the store's job).
 
-use deadpool_postgres::Object;
+use deadpool_postgres::{GenericClient, Object};
 use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -12,7 +12,7 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::{current_version, pg_error, position, to_i64};
-use crate::{AppendResult, ExpectedVersion, StoreError};
+use crate::{AppendResult, ExpectedVersion, StoreError, StreamAppend};
 use events::{Metadata, NewEvent};
 
 const APPEND: &str = "
@@ -50,6 +50,98 @@ RETURNING version, transaction_id, global_position";
 /// version it computed.
 const MAX_RACES: usize = 64;
 
+/// The columns of a batch of events as the arrays [`APPEND`] unnests.
+struct Batch<'a> {
+    stream: &'a str,
+    expected: ExpectedVersion,
+    expected_code: i64,
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    orgs: Vec<Uuid>,
+    data: Vec<&'a Value>,
+    metadata: Vec<Json<&'a Metadata>>,
+}
+
+/// How one [`APPEND`] statement ended.
+enum Outcome {
+    Appended(AppendResult),
+    /// The expected version did not hold, or a concurrent writer took the version (`raced`).
+    WrongVersion {
+        raced: bool,
+    },
+    /// An event id is stored already.
+    EventIdTaken,
+}
+
+impl<'a> Batch<'a> {
+    fn new(stream: &'a str, expected: ExpectedVersion, events: &'a [NewEvent]) -> Self {
+        Batch {
+            stream,
+            expected,
+            expected_code: match expected {
+                ExpectedVersion::Any => -1,
+                ExpectedVersion::NoStream => -2,
+                ExpectedVersion::StreamExists => -3,
+                ExpectedVersion::Exact(v) => to_i64(v),
+            },
+            ids: events.iter().map(|e| e.event_id).collect(),
+            types: events.iter().map(|e| e.event_type.as_str()).collect(),
+            schema_versions: events
+                .iter()
+                .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
+                .collect(),
+            orgs: events.iter().map(|e| e.org_id).collect(),
+            data: events.iter().map(|e| &e.data).collect(),
+            metadata: events.iter().map(|e| Json(&e.metadata)).collect(),
+        }
+    }
+
+    /// Whether a lost race is the store's to retry: the caller did not pin a version.
+    fn may_retry_race(&self) -> bool {
+        matches!(
+            self.expected,
+            ExpectedVersion::Any | ExpectedVersion::StreamExists
+        )
+    }
+
+    async fn run(&self, client: &impl GenericClient) -> Result<Outcome, StoreError> {
+        let statement = client.prepare_cached(APPEND).await.map_err(pg_error)?;
+        let outcome = client
+            .query_one(
+                &statement,
+                &[
+                    &self.stream,
+                    &self.expected_code,
+                    &self.ids,
+                    &self.types,
+                    &self.schema_versions,
+                    &self.orgs,
+                    &self.data,
+                    &self.metadata,
+                ],
+            )
+            .await;
+        let row = match outcome {
+            Ok(row) => row,
+            Err(error) => {
+                return Ok(match taken(error)? {
+                    Taken::EventId => Outcome::EventIdTaken,
+                    Taken::Version => Outcome::WrongVersion { raced: true },
+                });
+            }
+        };
+        let last_version: Option<i64> = row.try_get(1).map_err(pg_error)?;
+        Ok(match last_version {
+            Some(last_version) => Outcome::Appended(AppendResult {
+                last_version: last_version as u64,
+                position: position(&row, 2, 3)?,
+            }),
+            None => Outcome::WrongVersion { raced: false },
+        })
+    }
+}
+
 pub(super) async fn append(
     client: &Object,
     stream: &str,
@@ -59,68 +151,84 @@ pub(super) async fn append(
     if events.is_empty() {
         return Err(StoreError::EmptyAppend);
     }
-    let expected_code: i64 = match expected {
-        ExpectedVersion::Any => -1,
-        ExpectedVersion::NoStream => -2,
-        ExpectedVersion::StreamExists => -3,
-        ExpectedVersion::Exact(v) => to_i64(v),
-    };
     if let ([event], ExpectedVersion::NoStream | ExpectedVersion::Exact(_)) = (events, expected) {
         return append_one_at(client, stream, expected, event).await;
     }
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let schema_versions: Vec<i32> = events
-        .iter()
-        .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
-        .collect();
-    let orgs: Vec<Uuid> = events.iter().map(|e| e.org_id).collect();
-    let data: Vec<&Value> = events.iter().map(|e| &e.data).collect();
-    let metadata: Vec<Json<&Metadata>> = events.iter().map(|e| Json(&e.metadata)).collect();
-    let statement = client.prepare_cached(APPEND).await.map_err(pg_error)?;
-
+    let batch = Batch::new(stream, expected, events);
     for _ in 0..MAX_RACES {
-        let outcome = client
-            .query_one(
-                &statement,
-                &[
-                    &stream,
-                    &expected_code,
-                    &ids,
-                    &types,
-                    &schema_versions,
-                    &orgs,
-                    &data,
-                    &metadata,
-                ],
-            )
-            .await;
-        let row = match outcome {
-            Ok(row) => row,
-            Err(error) => match taken(error)? {
-                Taken::EventId => return duplicate(client, stream, events).await,
-                // A concurrent writer took the version: `Any`/`StreamExists` decide again.
-                Taken::Version
-                    if matches!(
-                        expected,
-                        ExpectedVersion::Any | ExpectedVersion::StreamExists
-                    ) =>
-                {
-                    continue;
-                }
-                Taken::Version => return conflict(client, stream, expected, events).await,
-            },
-        };
-        let last_version: Option<i64> = row.try_get(1).map_err(pg_error)?;
-        let Some(last_version) = last_version else {
-            return conflict(client, stream, expected, events).await;
-        };
-        return Ok(AppendResult {
-            last_version: last_version as u64,
-            position: position(&row, 2, 3)?,
-        });
+        match batch.run(client).await? {
+            Outcome::Appended(result) => return Ok(result),
+            Outcome::EventIdTaken => return duplicate(client, stream, events).await,
+            // A concurrent writer took the version: `Any`/`StreamExists` decide again.
+            Outcome::WrongVersion { raced: true } if batch.may_retry_race() => continue,
+            Outcome::WrongVersion { .. } => break,
+        }
     }
     conflict(client, stream, expected, events).await
+}
+
+/// Every append of `appends` in one transaction, one statement each.
+pub(super) async fn append_to_streams(
+    client: &mut Object,
+    appends: &[StreamAppend],
+) -> Result<Vec<AppendResult>, StoreError> {
+    crate::check_appends(appends)?;
+    let batches: Vec<Batch<'_>> = appends
+        .iter()
+        .map(|a| Batch::new(&a.stream, a.expected, &a.events))
+        .collect();
+    for _ in 0..MAX_RACES {
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let mut results = Vec::with_capacity(batches.len());
+        let mut failure = None;
+        for (index, batch) in batches.iter().enumerate() {
+            match batch.run(&transaction).await? {
+                Outcome::Appended(result) => results.push(result),
+                outcome => {
+                    failure = Some((index, outcome));
+                    break;
+                }
+            }
+        }
+        let Some((index, outcome)) = failure else {
+            transaction.commit().await.map_err(pg_error)?;
+            return Ok(results);
+        };
+        transaction.rollback().await.map_err(pg_error)?;
+        // A retry of the whole call finds every event stored: answer as the first time.
+        let mut originals = Vec::with_capacity(appends.len());
+        for append in appends {
+            match already_appended(client, &append.stream, &append.events).await? {
+                Some(original) => originals.push(original),
+                None => break,
+            }
+        }
+        if originals.len() == appends.len() {
+            return Ok(originals);
+        }
+        let failed = &appends[index];
+        match outcome {
+            Outcome::WrongVersion { raced: true } if batches[index].may_retry_race() => continue,
+            Outcome::EventIdTaken => {
+                // Stored with other content names the exact id; stored the same (this stream's
+                // part of another call) is still not a retry of this one.
+                already_appended(client, &failed.stream, &failed.events).await?;
+                return Err(StoreError::DuplicateEventId {
+                    event_id: failed.events[0].event_id,
+                });
+            }
+            Outcome::WrongVersion { .. } | Outcome::Appended(_) => {
+                return Err(StoreError::WrongExpectedVersion {
+                    stream: failed.stream.clone(),
+                    expected: failed.expected,
+                    actual: current_version(client, &failed.stream).await?,
+                });
+            }
+        }
+    }
+    Err(StoreError::Backend(format!(
+        "gave up after {MAX_RACES} lost races on a multi-stream append"
+    )))
 }
 
 async fn append_one_at(

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{NoTls, Row};
 
-use crate::{AppendResult, Direction, EventStore, ExpectedVersion, StoreError};
+use crate::{AppendResult, Direction, EventStore, ExpectedVersion, StoreError, StreamAppend};
 use events::{Metadata, NewEvent, Position, RecordedEvent};
 use xid8::Xid8;
 
@@ -97,6 +97,16 @@ impl EventStore for PgEventStore {
         let result = append::append(&client, stream, expected, &events).await?;
         self.appended.notify_one();
         Ok(result)
+    }
+
+    async fn append_to_streams(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        let mut client = self.client().await?;
+        let results = append::append_to_streams(&mut client, &appends).await?;
+        self.appended.notify_one();
+        Ok(results)
     }
 
     async fn read_stream(

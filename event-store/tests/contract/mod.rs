@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_store::{Direction, EventStore, ExpectedVersion, Position, StoreError};
+use event_store::{Direction, EventStore, ExpectedVersion, Position, StoreError, StreamAppend};
 use events::{NewEvent, RecordedEvent};
 use futures::StreamExt;
 use serde_json::json;
@@ -427,4 +427,121 @@ pub async fn resume_from_checkpoint<S: EventStore>(store: Arc<S>) {
     let mut all = first;
     all.extend(rest);
     assert_exactly_once_in_order(&all, &expected);
+}
+
+/// Appends to several streams: results in order, a whole retry answers the same, bad calls are
+/// refused before anything is written.
+pub async fn multi_stream_appends<S: EventStore>(store: Arc<S>) {
+    let (user, reservation) = (stream("user"), stream("reservation"));
+    let user_event = event(0);
+    let claim = event(1);
+    let appends = vec![
+        StreamAppend::new(&user, ExpectedVersion::NoStream, vec![user_event]),
+        StreamAppend::new(&reservation, ExpectedVersion::NoStream, vec![claim]),
+    ];
+    let results = store.append_to_streams(appends.clone()).await.unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].last_version, 0);
+    assert_eq!(results[1].last_version, 0);
+    assert_ne!(results[0].position, results[1].position);
+    let again = store.append_to_streams(appends).await.unwrap();
+    assert_eq!(again, results, "a retry answers as the first time");
+    assert_eq!(store.stream_version(&user).await.unwrap(), Some(0));
+    assert_eq!(store.stream_version(&reservation).await.unwrap(), Some(0));
+
+    let twice = vec![
+        StreamAppend::new(&user, ExpectedVersion::Exact(0), vec![event(2)]),
+        StreamAppend::new(&user, ExpectedVersion::Exact(1), vec![event(3)]),
+    ];
+    assert!(matches!(
+        store.append_to_streams(twice).await,
+        Err(StoreError::StreamTwice { stream }) if stream == user
+    ));
+    let shared = event(4);
+    let shared_id = vec![
+        StreamAppend::new(&user, ExpectedVersion::Exact(0), vec![shared.clone()]),
+        StreamAppend::new(&reservation, ExpectedVersion::Exact(0), vec![shared]),
+    ];
+    assert!(matches!(
+        store.append_to_streams(shared_id).await,
+        Err(StoreError::DuplicateEventId { .. })
+    ));
+    assert!(matches!(
+        store.append_to_streams(vec![]).await,
+        Err(StoreError::EmptyAppend)
+    ));
+    let empty_part = vec![StreamAppend::new(&user, ExpectedVersion::Any, vec![])];
+    assert!(matches!(
+        store.append_to_streams(empty_part).await,
+        Err(StoreError::EmptyAppend)
+    ));
+    assert_eq!(store.stream_version(&user).await.unwrap(), Some(0));
+    assert_eq!(store.stream_version(&reservation).await.unwrap(), Some(0));
+}
+
+/// All or nothing (backends with `atomic_across_streams`): one failed expectation writes no
+/// stream, and of many writers racing for one reservation exactly one wins and the others leave
+/// nothing behind.
+pub async fn multi_stream_appends_are_all_or_nothing<S: EventStore>(store: Arc<S>) {
+    assert!(store.atomic_across_streams());
+    let taken = stream("taken");
+    store
+        .append(&taken, ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .unwrap();
+    let fresh = stream("fresh");
+    let appends = vec![
+        StreamAppend::new(&fresh, ExpectedVersion::NoStream, vec![event(1)]),
+        StreamAppend::new(&taken, ExpectedVersion::NoStream, vec![event(2)]),
+    ];
+    match store.append_to_streams(appends).await {
+        Err(StoreError::WrongExpectedVersion {
+            stream,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(stream, taken);
+            assert_eq!(expected, ExpectedVersion::NoStream);
+            assert_eq!(actual, Some(0));
+        }
+        other => panic!("expected WrongExpectedVersion, got {other:?}"),
+    }
+    assert_eq!(
+        store.stream_version(&fresh).await.unwrap(),
+        None,
+        "nothing of a failed multi-stream append is written"
+    );
+
+    let reservation = stream("email");
+    let contenders: Vec<_> = (0..8)
+        .map(|n| {
+            let store = store.clone();
+            let reservation = reservation.clone();
+            tokio::spawn(async move {
+                let user = stream("contender");
+                let appends = vec![
+                    StreamAppend::new(&user, ExpectedVersion::NoStream, vec![event(n)]),
+                    StreamAppend::new(&reservation, ExpectedVersion::NoStream, vec![event(n)]),
+                ];
+                (user, store.append_to_streams(appends).await)
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for contender in contenders {
+        let (user, outcome) = contender.await.unwrap();
+        match outcome {
+            Ok(_) => {
+                winners += 1;
+                assert_eq!(store.stream_version(&user).await.unwrap(), Some(0));
+            }
+            Err(StoreError::WrongExpectedVersion { stream, .. }) => {
+                assert_eq!(stream, reservation);
+                assert_eq!(store.stream_version(&user).await.unwrap(), None);
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one writer gets the reservation");
+    assert_eq!(store.stream_version(&reservation).await.unwrap(), Some(0));
 }
