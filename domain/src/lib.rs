@@ -4,6 +4,7 @@
 
 pub mod organisation;
 pub mod probe;
+pub mod reservation;
 
 use events::TypedEvent;
 

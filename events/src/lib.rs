@@ -8,6 +8,7 @@ mod envelope;
 pub mod organisation;
 mod position;
 pub mod probe;
+pub mod reservation;
 mod typed;
 mod upcast;
 mod values;
