@@ -5,6 +5,7 @@
 pub mod organisation;
 pub mod probe;
 pub mod reservation;
+pub mod user;
 
 use events::TypedEvent;
 

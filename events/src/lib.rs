@@ -11,6 +11,7 @@ pub mod probe;
 pub mod reservation;
 mod typed;
 mod upcast;
+pub mod user;
 mod values;
 
 /// The channels Corbi dispatches on, as named in job routing and queues; `test` carries the
