@@ -49,33 +49,42 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Command::Append(args) => {
-            let (version, figures) = db::BenchDatabase::run(&cli.database_url, async |database| {
-                let version = db::server_version(&db::connect(&database.url).await?).await?;
-                Ok((version, append::run(database, args).await?))
-            })
-            .await?;
-            report::print(
+            measure(
+                &cli,
                 "append",
-                append::context(args, &version),
-                &figures,
-                cli.json,
-            );
+                |version| append::context(args, version),
+                async |db| append::run(db, args).await,
+            )
+            .await?;
         }
         Command::Catchup(args) => {
-            let (version, figures) = db::BenchDatabase::run(&cli.database_url, async |database| {
-                let version = db::server_version(&db::connect(&database.url).await?).await?;
-                Ok((version, catchup::run(database, args).await?))
-            })
-            .await?;
-            report::print(
+            measure(
+                &cli,
                 "catchup",
-                catchup::context(args, &version),
-                &figures,
-                cli.json,
-            );
+                |version| catchup::context(args, version),
+                async |db| catchup::run(db, args).await,
+            )
+            .await?;
         }
         Command::ReplayChild => children::replay(&cli.database_url).await?,
         Command::ProjectChild => children::project(&cli.database_url).await?,
     }
+    Ok(())
+}
+
+/// Runs one benchmark in a database of its own and prints its figures with the run's context
+/// (which needs the server's version).
+async fn measure(
+    cli: &Cli,
+    benchmark: &str,
+    context: impl FnOnce(&str) -> serde_json::Value,
+    run: impl AsyncFnOnce(&db::BenchDatabase) -> anyhow::Result<Vec<report::Figure>>,
+) -> anyhow::Result<()> {
+    let (version, figures) = db::BenchDatabase::run(&cli.database_url, async |database| {
+        let version = db::server_version(&db::connect(&database.url).await?).await?;
+        Ok((version, run(database).await?))
+    })
+    .await?;
+    report::print(benchmark, context(&version), &figures, cli.json);
     Ok(())
 }
