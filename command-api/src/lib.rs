@@ -4,6 +4,7 @@
 //! Mount it with [`api`] (alone with [`run`], or beside the query side with
 //! `service::HttpApp::split_by_method`).
 
+pub mod auth;
 pub mod dispatch_probes;
 pub mod idempotency;
 
@@ -14,25 +15,70 @@ use std::time::Duration;
 
 use actix_web::web;
 use event_store::{EventStore, StoreError};
+use service::auth::session::{Sessions, TokenLifetimes};
 use service::{Api, ApiError, CheckResult, HttpApp, Readiness, ServiceConfig};
+use sqlx::PgPool;
 use utoipa::OpenApi;
 
 /// What the command handlers share.
 #[derive(Clone)]
 pub struct CommandState {
     pub store: Arc<dyn EventStore>,
+    /// The command side's own tables (credentials, sessions).
+    pub pool: PgPool,
+    pub sessions: Sessions,
+    pub auth: AuthSettings,
+}
+
+/// The deployment's choices about accounts.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthSettings {
+    pub open_registration: bool,
+    pub token_lifetimes: TokenLifetimes,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            open_registration: true,
+            token_lifetimes: TokenLifetimes::default(),
+        }
+    }
+}
+
+impl AuthSettings {
+    pub fn from_config(config: &ServiceConfig) -> Self {
+        Self {
+            open_registration: config.open_registration,
+            token_lifetimes: config.token_lifetimes,
+        }
+    }
 }
 
 impl CommandState {
-    pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn EventStore>, pool: PgPool, auth: AuthSettings) -> Self {
+        Self {
+            store,
+            sessions: Sessions::new(pool.clone(), auth.token_lifetimes),
+            pool,
+            auth,
+        }
     }
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(dispatch_probes::request_dispatch_probe),
-    tags((name = "dispatch probes", description = "End-to-end checks of the dispatch pipeline"))
+    paths(
+        dispatch_probes::request_dispatch_probe,
+        auth::register,
+        auth::sign_in,
+        auth::refresh,
+        auth::sign_out,
+    ),
+    tags(
+        (name = "dispatch probes", description = "End-to-end checks of the dispatch pipeline"),
+        (name = "auth", description = "Accounts, sign-in and sessions"),
+    )
 )]
 struct CommandDoc;
 
@@ -43,10 +89,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// Registers the command routes and their state on `cfg`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: CommandState) {
-    cfg.app_data(web::Data::new(state)).service(
-        web::resource(dispatch_probes::PATH)
-            .route(web::post().to(dispatch_probes::request_dispatch_probe)),
-    );
+    cfg.app_data(web::Data::new(state.sessions.clone()))
+        .app_data(web::Data::new(state))
+        .service(
+            web::resource(dispatch_probes::PATH)
+                .route(web::post().to(dispatch_probes::request_dispatch_probe)),
+        )
+        .service(web::resource(auth::REGISTER).route(web::post().to(auth::register)))
+        .service(web::resource(auth::SIGN_IN).route(web::post().to(auth::sign_in)))
+        .service(web::resource(auth::REFRESH).route(web::post().to(auth::refresh)))
+        .service(web::resource(auth::SIGN_OUT).route(web::post().to(auth::sign_out)));
 }
 
 /// The command side as a mountable API.

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use command_api::CommandState;
 use command_api::dispatch_probes::DispatchProbeAccepted;
+use command_api::{AuthSettings, CommandState};
 use event_store::postgres::PgEventStore;
 use event_store::{Direction, EventStore, Position};
 use reqwest::StatusCode;
@@ -33,7 +33,11 @@ impl TestApp {
         let readiness = Readiness::new();
         readiness.register("event_store", command_api::event_store_check(store.clone()));
         let app = HttpApp::new(
-            command_api::api(CommandState::new(store.clone())),
+            command_api::api(CommandState::new(
+                store.clone(),
+                db.pool.clone(),
+                AuthSettings::default(),
+            )),
             readiness,
         );
         let TestServer { base, client } = TestServer::start(app);

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use command_api::CommandState;
+use command_api::{AuthSettings, CommandState};
 use event_store::EventStore;
 use query_api::QueryState;
 use service::readiness::{migrations_check, postgres_check};
@@ -23,14 +23,18 @@ pub struct HttpDeps {
 }
 
 impl HttpDeps {
-    fn command_state(&self) -> CommandState {
+    fn command_state(&self, config: &ServiceConfig) -> CommandState {
         self.readiness.register(
             "event_store",
             command_api::event_store_check(self.store.clone()),
         );
         self.readiness
             .register("migrations", migrations_check(self.read_pool.clone()));
-        CommandState::new(self.store.clone())
+        CommandState::new(
+            self.store.clone(),
+            self.read_pool.clone(),
+            AuthSettings::from_config(config),
+        )
     }
 
     fn query_state(&self, config: &ServiceConfig) -> QueryState {
@@ -48,7 +52,7 @@ impl HttpDeps {
 pub fn bind_all(config: &ServiceConfig, deps: &HttpDeps) -> anyhow::Result<Application> {
     let app = HttpApp::split_by_method(
         query_api::api(deps.query_state(config)),
-        command_api::api(deps.command_state()),
+        command_api::api(deps.command_state(config)),
         deps.readiness.clone(),
     );
     Ok(app.bind(config.http_addr)?)
@@ -62,7 +66,7 @@ pub async fn serve_all(config: &ServiceConfig, deps: HttpDeps) -> anyhow::Result
 
 /// `corbi command-api`: the command side alone on `CORBI_COMMAND_API_ADDR`.
 pub async fn serve_command_api(config: &ServiceConfig, deps: HttpDeps) -> anyhow::Result<()> {
-    command_api::run(config, deps.command_state(), deps.readiness.clone()).await
+    command_api::run(config, deps.command_state(config), deps.readiness.clone()).await
 }
 
 /// `corbi query-api`: the query side alone on `CORBI_QUERY_API_ADDR`.

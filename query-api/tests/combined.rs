@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use command_api::CommandState;
+use command_api::{AuthSettings, CommandState};
 use event_store::postgres::PgEventStore;
 use events::Position;
 use query_api::QueryState;
@@ -31,7 +31,11 @@ async fn one_port_serves_reads_and_writes_split_by_method() {
     readiness.register("migrations", migrations_check(db.pool.clone()));
     let app = HttpApp::split_by_method(
         query_api::api(QueryState::new(db.pool.clone(), Duration::from_secs(5))),
-        command_api::api(CommandState::new(store)),
+        command_api::api(CommandState::new(
+            store,
+            db.pool.clone(),
+            AuthSettings::default(),
+        )),
         readiness,
     );
     let TestServer { base, client } = TestServer::start(app);

@@ -103,6 +103,13 @@ impl Problem {
     pub fn to_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
+        if self.status == StatusCode::UNAUTHORIZED.as_u16() {
+            // RFC 9110 §11.6.1: a 401 names the scheme that would work.
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"corbi\""),
+            ));
+        }
         if let Some(after) = self.retry_after {
             // Retry-After counts whole seconds; never tell a client to retry at once.
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
@@ -149,8 +156,21 @@ pub enum ApiError {
     /// reused with another body): 422.
     #[error("unprocessable: {detail}")]
     Unprocessable { slug: &'static str, detail: String },
+    /// No credentials, or ones that are wrong, expired or revoked: 401 with
+    /// `WWW-Authenticate: Bearer`.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// Authenticated, but the role (or the deployment's settings) does not allow it: 403.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// Too many attempts; the client may try again after `retry_after`: 429.
+    #[error("too many requests: {detail}")]
+    TooManyRequests {
+        detail: String,
+        retry_after: Duration,
+    },
     /// The request conflicts with the current state (e.g. a concurrent change): 409.
     #[error("conflict: {0}")]
     Conflict(String),
@@ -191,7 +211,15 @@ impl ApiError {
                     .unwrap_or("Unprocessable Entity");
                 Problem::typed(StatusCode::UNPROCESSABLE_ENTITY, slug, title).detail(detail)
             }
+            ApiError::Unauthorized(detail) => Problem::new(StatusCode::UNAUTHORIZED).detail(detail),
+            ApiError::Forbidden(detail) => Problem::new(StatusCode::FORBIDDEN).detail(detail),
             ApiError::NotFound(detail) => Problem::new(StatusCode::NOT_FOUND).detail(detail),
+            ApiError::TooManyRequests {
+                detail,
+                retry_after,
+            } => Problem::new(StatusCode::TOO_MANY_REQUESTS)
+                .detail(detail)
+                .retry_after(*retry_after),
             ApiError::Conflict(detail) => Problem::new(StatusCode::CONFLICT).detail(detail),
             ApiError::Unavailable {
                 detail,

@@ -68,6 +68,11 @@ pub struct ServiceConfig {
     pub dispatch_prefetch: u16,
     /// `CORBI_CONSISTENCY_TIMEOUT_MS`: how long a query waits for its consistency token.
     pub consistency_timeout: Duration,
+    /// `CORBI_OPEN_REGISTRATION`: whether anyone may register (`corbi admin create-user` and
+    /// invitations work either way).
+    pub open_registration: bool,
+    /// `CORBI_ACCESS_TOKEN_TTL_SECS` and `CORBI_REFRESH_TOKEN_TTL_SECS`.
+    pub token_lifetimes: crate::auth::session::TokenLifetimes,
 }
 
 impl fmt::Debug for ServiceConfig {
@@ -85,6 +90,8 @@ impl fmt::Debug for ServiceConfig {
             .field("amqp_prefix", &self.amqp_prefix)
             .field("dispatch_prefetch", &self.dispatch_prefetch)
             .field("consistency_timeout", &self.consistency_timeout)
+            .field("open_registration", &self.open_registration)
+            .field("token_lifetimes", &self.token_lifetimes)
             .finish()
     }
 }
@@ -198,6 +205,18 @@ impl ServiceConfig {
             parse_number::<u64>(v, 0, 600_000)
         });
 
+        let open_registration = env.parse("CORBI_OPEN_REGISTRATION", "true", |v| match v {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err("expected `true` or `false`".to_string()),
+        });
+        let access_ttl = env.parse("CORBI_ACCESS_TOKEN_TTL_SECS", "900", |v| {
+            parse_number::<u64>(v, 30, 86_400)
+        });
+        let refresh_ttl = env.parse("CORBI_REFRESH_TOKEN_TTL_SECS", "2592000", |v| {
+            parse_number::<u64>(v, 60, 31_536_000)
+        });
+
         // Every variable was parsed above, so all of their errors are reported together.
         let config = (|| {
             Some(ServiceConfig {
@@ -213,6 +232,11 @@ impl ServiceConfig {
                 amqp_prefix: amqp_prefix?,
                 dispatch_prefetch: dispatch_prefetch?,
                 consistency_timeout: Duration::from_millis(consistency_timeout_ms?),
+                open_registration: open_registration?,
+                token_lifetimes: crate::auth::session::TokenLifetimes {
+                    access: Duration::from_secs(access_ttl?),
+                    refresh: Duration::from_secs(refresh_ttl?),
+                },
             })
         })();
         match config {
