@@ -3,6 +3,7 @@
 //! `DATABASE_URL`, migrates it and drops it at the end. See `bench/README.md`.
 #![allow(clippy::print_stdout)]
 
+mod access;
 mod append;
 mod catchup;
 mod children;
@@ -36,6 +37,9 @@ enum Command {
     Append(append::Args),
     /// Subscription read and event_stats replay rates against COPY, projector memory and live lag.
     Catchup(catchup::Args),
+    /// Authenticated GET /api/v1/me against GET /health on a `corbi up` child, and sign-ins per
+    /// second on one core.
+    Access(access::Args),
     /// (internal) Replays event_stats in the database at --database-url and reports peak memory.
     #[command(hide = true)]
     ReplayChild,
@@ -63,6 +67,15 @@ async fn main() -> anyhow::Result<()> {
                 "catchup",
                 |version| catchup::context(args, version),
                 async |db| catchup::run(db, args).await,
+            )
+            .await?;
+        }
+        Command::Access(args) => {
+            measure(
+                &cli,
+                "access",
+                |version| access::context(args, version),
+                async |db| access::run(db, args).await,
             )
             .await?;
         }

@@ -7,20 +7,23 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::Aggregate;
+use domain::organisation::{Organisation, OrganisationCommand, OrganisationError};
 use domain::reservation::{Reservation, ReservationCommand, ReservationError};
 use domain::user::{User, UserCommand, UserError};
-use event_store::{Direction, EventStore, ExpectedVersion, StoreError, StreamAppend};
-use events::reservation::{self, ReservationEvent, Scope};
-use events::user::{self, SessionEnd, UserEvent};
-use events::{Actor, Email, Metadata, NewEvent, RecordedEvent, TypedEvent, Upcasters};
+use event_store::{EventStore, ExpectedVersion, StoreError, StreamAppend};
+use events::reservation::{self, Scope};
+use events::user::{self, SessionEnd};
+use events::{Actor, Email, Metadata};
 use serde::{Deserialize, Serialize};
 use service::auth::session::{Issued, Refreshed};
+use service::auth::throttle::{SignInLimits, SignInThrottle};
 use service::auth::{self, Authenticated, password};
 use service::{ApiError, FieldError, Problem, RequestId};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::aggregate::{self, MAX_ATTEMPTS, encode, expected};
 use crate::{CommandState, store_error};
 
 pub const REGISTER: &str = "/api/v1/auth/register";
@@ -28,11 +31,13 @@ pub const SIGN_IN: &str = "/api/v1/auth/sign-in";
 pub const REFRESH: &str = "/api/v1/auth/refresh";
 pub const SIGN_OUT: &str = "/api/v1/auth/sign-out";
 
-/// How often a decision is taken again when another writer moved a stream in between.
-const MAX_ATTEMPTS: usize = 5;
-
 /// The answer to a wrong password and to an unknown email alike.
 const WRONG_CREDENTIALS: &str = "The email or the password is wrong.";
+
+/// The answer once an account or an address has failed too often; the same for either, so it
+/// says nothing about which limit was reached or whether the account exists.
+const TOO_MANY_FAILURES: &str =
+    "Too many failed sign-ins; try again after the time in Retry-After.";
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +48,8 @@ pub struct Registration {
     pub password: String,
     #[schema(example = "Ada Lovelace")]
     pub name: String,
+    /// An invitation for this email: the account joins its organisation.
+    pub invitation_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -74,7 +81,7 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    fn from_issued(user_id: Uuid, issued: &Issued) -> Self {
+    pub(crate) fn from_issued(user_id: Uuid, issued: &Issued) -> Self {
         let now = chrono::Utc::now();
         Tokens {
             user_id,
@@ -87,7 +94,8 @@ impl Tokens {
     }
 }
 
-/// Create an account and sign it in.
+/// Create an account and sign it in. With an `invitation_token` (for this email) the account
+/// joins that organisation too, and registration works even when open registration is off.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/register",
@@ -95,8 +103,10 @@ impl Tokens {
     request_body = Registration,
     responses(
         (status = 201, description = "Registered and signed in", body = Tokens),
-        (status = 403, description = "Open registration is switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Open registration is switched off, or the invitation is for another email", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such invitation", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The email is registered already", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The invitation expired or was used or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -107,60 +117,181 @@ pub async fn register(
     request_id: RequestId,
     body: web::Json<Registration>,
 ) -> Result<HttpResponse, ApiError> {
-    if !state.auth.open_registration {
-        return Err(ApiError::Forbidden(
-            "Open registration is switched off; ask an administrator for an invitation.".into(),
-        ));
-    }
     let Registration {
         email,
         password,
         name,
+        invitation_token,
     } = body.into_inner();
-    let mut errors = Vec::new();
-    let email = Email::parse(&email)
-        .map_err(|e| errors.push(FieldError::new("email", e.to_string())))
-        .ok();
-    if let Err(e) = password::validate(&password) {
-        errors.push(FieldError::new("password", e.to_string()));
+    if !state.auth.open_registration && invitation_token.is_none() {
+        return Err(ApiError::Forbidden(
+            "Open registration is switched off; ask an administrator for an invitation.".into(),
+        ));
     }
-    if domain::organisation::valid_name(&name).is_err() {
-        errors.push(FieldError::new("name", UserError::InvalidName.to_string()));
-    }
-    let (Some(email), true) = (email, errors.is_empty()) else {
-        return Err(ApiError::Validation { errors });
-    };
-
+    let (email, name) = validate_registration(&email, &password, &name)?;
     let user_id = Uuid::now_v7();
     tracing::Span::current().record("user_id", tracing::field::display(user_id));
+    if let Some(token) = &invitation_token {
+        // Checked before the account exists, so a bad invitation leaves no account behind.
+        check_invitation(&state, token, user_id, &email).await?;
+    }
+    let client = auth::client(&request);
+    let metadata = client.metadata(Actor::User { id: user_id }, Some(request_id.to_string()));
     let family_id = Uuid::now_v7();
+    register_account(
+        &state,
+        NewAccount {
+            user_id,
+            email: email.clone(),
+            name,
+            password,
+            family_id: Some(family_id),
+        },
+        &metadata,
+    )
+    .await?;
+    if let Some(token) = &invitation_token {
+        crate::invitations::join(&state, token, user_id, email, &metadata).await?;
+    }
+    let issued = state
+        .sessions
+        .start_family(user_id, family_id, &client)
+        .await
+        .map_err(auth::unavailable)?;
+    Ok(HttpResponse::Created().json(Tokens::from_issued(user_id, &issued)))
+}
+
+/// Creates an account without signing it in (`corbi admin create-user`, `corbi seed-demo`): it
+/// works whether open registration is on or off.
+pub async fn create_user(
+    state: &CommandState,
+    email: Email,
+    name: String,
+    password: String,
+) -> Result<Uuid, ApiError> {
+    let (email, name) = validate_registration(email.as_str(), &password, &name)?;
+    let user_id = Uuid::now_v7();
+    let metadata = Metadata {
+        actor: Actor::System {
+            name: "corbi-admin".into(),
+        },
+        ..Metadata::default()
+    };
+    register_account(
+        state,
+        NewAccount {
+            user_id,
+            email,
+            name,
+            password,
+            family_id: None,
+        },
+        &metadata,
+    )
+    .await?;
+    Ok(user_id)
+}
+
+/// The fields of a registration, each bad one named.
+fn validate_registration(
+    email: &str,
+    password: &str,
+    name: &str,
+) -> Result<(Email, String), ApiError> {
+    let mut errors = Vec::new();
+    let email = Email::parse(email)
+        .map_err(|e| errors.push(FieldError::new("email", e.to_string())))
+        .ok();
+    if let Err(e) = password::validate(password) {
+        errors.push(FieldError::new("password", e.to_string()));
+    }
+    let name = domain::organisation::valid_name(name)
+        .map_err(|_| errors.push(FieldError::new("name", UserError::InvalidName.to_string())))
+        .ok();
+    match (email, name) {
+        (Some(email), Some(name)) if errors.is_empty() => Ok((email, name)),
+        _ => Err(ApiError::Validation { errors }),
+    }
+}
+
+/// Whether `token` would let `user_id` with `email` join, without joining.
+async fn check_invitation(
+    state: &CommandState,
+    token: &str,
+    user_id: Uuid,
+    email: &Email,
+) -> Result<(), ApiError> {
+    let unknown = || ApiError::NotFound("No such invitation.".into());
+    let parsed = crate::invitations::InvitationToken::parse(token).ok_or_else(unknown)?;
+    let (org, _) = aggregate::load::<Organisation>(
+        &*state.store,
+        &events::organisation::stream(parsed.org_id),
+    )
+    .await?;
+    org.decide(OrganisationCommand::AcceptInvitation {
+        invitation_id: parsed.invitation_id,
+        token_hash: parsed.secret_hash,
+        user_id,
+        email: email.clone(),
+        now: chrono::Utc::now(),
+    })
+    .map_err(|e| match e {
+        OrganisationError::NotFound => unknown(),
+        other => crate::organisations::rejected(other),
+    })?;
+    Ok(())
+}
+
+/// What a new account starts with.
+struct NewAccount {
+    user_id: Uuid,
+    email: Email,
+    name: String,
+    password: String,
+    /// The session family of the sign-in that comes with registering, if it does.
+    family_id: Option<Uuid>,
+}
+
+/// Claims the email and records the account; the password hash goes to `credentials`.
+async fn register_account(
+    state: &CommandState,
+    account: NewAccount,
+    metadata: &Metadata,
+) -> Result<(), ApiError> {
+    let NewAccount {
+        user_id,
+        email,
+        name,
+        password,
+        family_id,
+    } = account;
     let hash = hash_password(password).await?;
     // Written before the account exists: if the append below fails, an unreferenced row is
     // left, which no sign-in can reach.
     store_credentials(&state.pool, user_id, &hash).await?;
-
-    let metadata = Metadata {
-        actor: Actor::User { id: user_id },
-        trace_id: Some(request_id.to_string()),
-        ..Metadata::default()
-    };
-    let user_events = User::default()
+    let mut user_events = User::default()
         .decide(UserCommand::Register {
             user_id,
             email: email.clone(),
             name,
         })
-        .and_then(|mut events| {
-            let registered = User::fold(&events);
-            events.extend(registered.decide(UserCommand::SignIn { family_id })?);
-            Ok(events)
-        })
         .map_err(|e| {
             ApiError::Internal(anyhow::Error::new(e).context("deciding a registration"))
         })?;
+    if let Some(family_id) = family_id {
+        let registered = User::fold(&user_events);
+        user_events.extend(
+            registered
+                .decide(UserCommand::SignIn { family_id })
+                .map_err(|e| {
+                    ApiError::Internal(anyhow::Error::new(e).context("deciding a first sign-in"))
+                })?,
+        );
+    }
     let reservation_stream = reservation::stream(&Scope::UserEmail, email.as_str());
     for _ in 0..MAX_ATTEMPTS {
-        let (held, version) = read_reservation(&*state.store, &reservation_stream).await?;
+        let (held, version) =
+            aggregate::load::<Reservation>(&*state.store, &reservation_stream).await?;
         let claim = held
             .decide(ReservationCommand::Reserve { owner: user_id })
             .map_err(|ReservationError::Taken { .. }| email_taken())?;
@@ -170,23 +301,16 @@ pub async fn register(
             StreamAppend::new(
                 &reservation_stream,
                 expected(version),
-                encode(&claim, &metadata)?,
+                encode(&claim, Uuid::nil(), metadata)?,
             ),
             StreamAppend::new(
                 user::stream(user_id),
                 ExpectedVersion::NoStream,
-                encode(&user_events, &metadata)?,
+                encode(&user_events, Uuid::nil(), metadata)?,
             ),
         ];
         match state.store.append_to_streams(appends).await {
-            Ok(_) => {
-                let issued = state
-                    .sessions
-                    .start_family(user_id, family_id, &auth::client(&request))
-                    .await
-                    .map_err(auth::unavailable)?;
-                return Ok(HttpResponse::Created().json(Tokens::from_issued(user_id, &issued)));
-            }
+            Ok(_) => return Ok(()),
             Err(StoreError::WrongExpectedVersion { stream, .. })
                 if stream == reservation_stream =>
             {
@@ -210,6 +334,7 @@ pub async fn register(
         (status = 200, description = "Signed in", body = Tokens),
         (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins for this account or from this address; retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(name = "sign_in", skip_all, fields(user_id = tracing::field::Empty))]
@@ -221,8 +346,25 @@ pub async fn sign_in(
 ) -> Result<HttpResponse, ApiError> {
     let SignIn { email, password } = body.into_inner();
     let email = Email::parse(&email).map_err(|e| ApiError::validation("email", e.to_string()))?;
+    let ip = auth::client(&request).ip;
+    let throttle = SignInThrottle::new(state.pool.clone(), SignInLimits::default());
+    // Checked before the password, and refused even when it is right: otherwise a guesser could
+    // keep guessing and tell the right password by the answer changing from 429 to 200.
+    if let Some(retry_after) = throttle
+        .check(email.as_str(), ip.as_deref())
+        .await
+        .map_err(throttle_unavailable)?
+    {
+        return Err(ApiError::TooManyRequests {
+            detail: TOO_MANY_FAILURES.into(),
+            retry_after,
+        });
+    }
     let stream = reservation::stream(&Scope::UserEmail, email.as_str());
-    let holder = match read_reservation(&*state.store, &stream).await?.0 {
+    let holder = match aggregate::load::<Reservation>(&*state.store, &stream)
+        .await?
+        .0
+    {
         Reservation::HeldBy(user_id) => Some(user_id),
         Reservation::Free => None,
     };
@@ -241,15 +383,23 @@ pub async fn sign_in(
     .await
     .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("verifying a password")))?;
     let (Some(user_id), true) = (holder, verified) else {
+        // Unknown emails count under their own key like real accounts, so neither the 401 nor a
+        // later 429 tells which emails have accounts.
+        throttle
+            .record_failure(email.as_str(), ip.as_deref())
+            .await
+            .map_err(throttle_unavailable)?;
         return Err(ApiError::Unauthorized(WRONG_CREDENTIALS.into()));
     };
     tracing::Span::current().record("user_id", tracing::field::display(user_id));
+    // The password was right, so the earlier failures were the owner's typos. Failing to forget
+    // them only leaves the owner nearer the limit, which is no reason to refuse this sign-in.
+    if let Err(error) = throttle.clear_account(email.as_str()).await {
+        tracing::warn!(error = %format!("{error:#}"), "could not clear sign-in failures");
+    }
     let family_id = Uuid::now_v7();
-    let metadata = Metadata {
-        actor: Actor::User { id: user_id },
-        trace_id: Some(request_id.to_string()),
-        ..Metadata::default()
-    };
+    let client = auth::client(&request);
+    let metadata = client.metadata(Actor::User { id: user_id }, Some(request_id.to_string()));
     decide_user(
         &*state.store,
         user_id,
@@ -259,7 +409,7 @@ pub async fn sign_in(
     .await?;
     let issued = state
         .sessions
-        .start_family(user_id, family_id, &auth::client(&request))
+        .start_family(user_id, family_id, &client)
         .await
         .map_err(auth::unavailable)?;
     Ok(HttpResponse::Ok().json(Tokens::from_issued(user_id, &issued)))
@@ -299,13 +449,12 @@ pub async fn refresh(
             "The refresh token is invalid, expired or revoked; sign in again.".into(),
         )),
         Refreshed::Reused { user_id, family_id } => {
-            let metadata = Metadata {
-                actor: Actor::System {
+            let metadata = auth::client(&request).metadata(
+                Actor::System {
                     name: "session-guard".into(),
                 },
-                trace_id: Some(request_id.to_string()),
-                ..Metadata::default()
-            };
+                Some(request_id.to_string()),
+            );
             let end = UserCommand::EndSessions {
                 family_id: Some(family_id),
                 reason: SessionEnd::RefreshReused,
@@ -337,6 +486,7 @@ pub async fn refresh(
 pub async fn sign_out(
     state: web::Data<CommandState>,
     caller: Authenticated,
+    request: HttpRequest,
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let session = caller.0;
@@ -345,13 +495,12 @@ pub async fn sign_out(
         .end_family(session.family_id)
         .await
         .map_err(auth::unavailable)?;
-    let metadata = Metadata {
-        actor: Actor::User {
+    let metadata = auth::client(&request).metadata(
+        Actor::User {
             id: session.user_id,
         },
-        trace_id: Some(request_id.to_string()),
-        ..Metadata::default()
-    };
+        Some(request_id.to_string()),
+    );
     let end = UserCommand::EndSessions {
         family_id: Some(session.family_id),
         reason: SessionEnd::SignedOut,
@@ -362,54 +511,18 @@ pub async fn sign_out(
     }
 }
 
+/// The failure table could not answer. Sign-in then fails closed: letting attempts through
+/// unthrottled would turn an outage into a window for guessing.
+fn throttle_unavailable(error: anyhow::Error) -> ApiError {
+    tracing::warn!(error = %format!("{error:#}"), "sign-in throttle unavailable");
+    ApiError::Unavailable {
+        detail: "Sign-in is unavailable right now; retry shortly.".into(),
+        retry_after: Some(std::time::Duration::from_secs(1)),
+    }
+}
+
 fn email_taken() -> ApiError {
     ApiError::Conflict("email: an account with this email exists already".into())
-}
-
-fn expected(version: Option<u64>) -> ExpectedVersion {
-    version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
-}
-
-fn encode<E: TypedEvent>(events: &[E], metadata: &Metadata) -> Result<Vec<NewEvent>, ApiError> {
-    events
-        .iter()
-        .map(|event| {
-            event
-                .to_new_event(Uuid::nil())
-                .map(|e| e.with_metadata(metadata.clone()))
-                .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("encoding an event")))
-        })
-        .collect()
-}
-
-/// A whole (short) stream, decoded.
-async fn read_events<E: TypedEvent>(
-    store: &dyn EventStore,
-    stream: &str,
-) -> Result<(Vec<E>, Option<u64>), ApiError> {
-    let recorded: Vec<RecordedEvent> = store
-        .read_stream(stream, None, Direction::Forwards, usize::MAX)
-        .await
-        .map_err(|e| store_error(e, "reading a stream"))?;
-    let version = recorded.last().map(|e| e.version);
-    let upcasters = Upcasters::default();
-    let mut events = Vec::with_capacity(recorded.len());
-    for event in &recorded {
-        if let Some(decoded) = E::decode(event, &upcasters)
-            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("decoding an event")))?
-        {
-            events.push(decoded);
-        }
-    }
-    Ok((events, version))
-}
-
-async fn read_reservation(
-    store: &dyn EventStore,
-    stream: &str,
-) -> Result<(Reservation, Option<u64>), ApiError> {
-    let (events, version) = read_events::<ReservationEvent>(store, stream).await?;
-    Ok((Reservation::fold(&events), version))
 }
 
 /// Loads the user, decides `command` and appends what it decided, again on a concurrent change.
@@ -419,40 +532,33 @@ async fn decide_user(
     command: UserCommand,
     metadata: &Metadata,
 ) -> Result<(), ApiError> {
-    let stream = user::stream(user_id);
-    for _ in 0..MAX_ATTEMPTS {
-        let (history, version) = read_events::<UserEvent>(store, &stream).await?;
-        let decided = User::fold(&history)
-            .decide(command.clone())
-            .map_err(|e| match e {
-                UserError::NotFound => ApiError::NotFound("No such user.".into()),
-                other => ApiError::Conflict(other.to_string()),
-            })?;
-        if decided.is_empty() {
-            return Ok(());
-        }
-        match store
-            .append(&stream, expected(version), encode(&decided, metadata)?)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(StoreError::WrongExpectedVersion { .. }) => continue,
-            Err(error) => return Err(store_error(error, "appending to a user")),
-        }
-    }
-    Err(ApiError::Conflict(
-        "The account changed concurrently; try again.".into(),
-    ))
+    aggregate::execute::<User>(
+        store,
+        &user::stream(user_id),
+        Uuid::nil(),
+        command,
+        metadata,
+        |e| match e {
+            UserError::NotFound => ApiError::NotFound("No such user.".into()),
+            other => ApiError::Conflict(other.to_string()),
+        },
+    )
+    .await
+    .map(|_| ())
 }
 
-async fn hash_password(password: String) -> Result<String, ApiError> {
+pub(crate) async fn hash_password(password: String) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || password::hash(&password))
         .await
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("hashing a password")))?
         .map_err(ApiError::Internal)
 }
 
-async fn store_credentials(pool: &PgPool, user_id: Uuid, hash: &str) -> Result<(), ApiError> {
+pub(crate) async fn store_credentials(
+    pool: &PgPool,
+    user_id: Uuid,
+    hash: &str,
+) -> Result<(), ApiError> {
     sqlx::query(
         "INSERT INTO credentials (user_id, password_hash) VALUES ($1, $2)
          ON CONFLICT (user_id) DO UPDATE SET password_hash = $2, updated_at = now()",
@@ -465,7 +571,10 @@ async fn store_credentials(pool: &PgPool, user_id: Uuid, hash: &str) -> Result<(
     Ok(())
 }
 
-async fn load_credentials(pool: &PgPool, user_id: Uuid) -> Result<Option<String>, ApiError> {
+pub(crate) async fn load_credentials(
+    pool: &PgPool,
+    user_id: Uuid,
+) -> Result<Option<String>, ApiError> {
     sqlx::query_scalar("SELECT password_hash FROM credentials WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(pool)

@@ -6,26 +6,22 @@ use domain::Aggregate;
 use domain::probe::{Probe, ProbeCommand, ProbeError};
 use event_store::{ExpectedVersion, StoreError};
 use events::probe::{self, ProbeEvent};
-use events::{DISPATCH_CHANNELS, Metadata, TypedEvent};
+use events::{DISPATCH_CHANNELS, Role, TypedEvent};
 use serde::{Deserialize, Serialize};
-use service::{ApiError, IdempotencyKey, Problem, RequestId};
+use service::{ApiError, Caller, IdempotencyKey, Problem};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::{CommandState, idempotency, store_error};
+use crate::{CONSISTENCY_TOKEN_HEADER, CommandState, idempotency, store_error};
 
 pub const PATH: &str = "/api/v1/dispatch-probes";
 /// Part of every id derived from an idempotency key on this endpoint.
 const ROUTE: &str = "POST /api/v1/dispatch-probes";
-pub const CONSISTENCY_TOKEN_HEADER: &str = "X-Consistency-Token";
 
 /// The body of `POST /api/v1/dispatch-probes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DispatchProbeRequest {
-    /// The organisation the probe runs for. (Taken from the authenticated session once
-    /// authentication exists.)
-    pub org_id: Uuid,
     /// The channel whose dispatch queue the probe travels through.
     #[schema(example = "test")]
     pub channel: String,
@@ -50,8 +46,10 @@ pub struct DispatchProbeAccepted {
     post,
     path = "/api/v1/dispatch-probes",
     tag = "dispatch probes",
+    security(("bearer" = []), ("api_key" = [])),
     request_body = DispatchProbeRequest,
     params(
+        ("X-Org-ID" = Option<Uuid>, Header, description = "The organisation; optional when the caller belongs to one"),
         ("Idempotency-Key" = Option<String>, Header,
          description = "Makes retries safe: 1–255 visible ASCII characters, unique per request")
     ),
@@ -67,15 +65,18 @@ pub struct DispatchProbeAccepted {
 #[tracing::instrument(
     name = "request_dispatch_probe",
     skip_all,
-    fields(org_id = %body.org_id, probe_id = tracing::field::Empty)
+    fields(org_id = %caller.org_id, probe_id = tracing::field::Empty)
 )]
 pub async fn request_dispatch_probe(
     state: web::Data<CommandState>,
+    caller: Caller,
     key: IdempotencyKey,
-    request_id: RequestId,
     body: web::Json<DispatchProbeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let DispatchProbeRequest { org_id, channel } = body.into_inner();
+    // Probes check the organisation's integrations, which admins look after.
+    caller.require(Role::Admin)?;
+    let org_id = caller.org_id;
+    let DispatchProbeRequest { channel } = body.into_inner();
     let (probe_id, event_id) = match &key.0 {
         Some(key) => (
             idempotency::derive(org_id, key, ROUTE, Some("probe_id")),
@@ -106,10 +107,9 @@ pub async fn request_dispatch_probe(
         .to_new_event(org_id)
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("encoding the probe")))?
         .with_id(event_id)
-        .with_metadata(Metadata {
-            trace_id: Some(request_id.to_string()),
+        .with_metadata(events::Metadata {
             idempotency_key: key.0.clone(),
-            ..Metadata::default()
+            ..caller.metadata()
         });
     let stream = probe::stream(probe_id);
     let appended = state

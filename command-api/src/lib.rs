@@ -4,17 +4,25 @@
 //! Mount it with [`api`] (alone with [`run`], or beside the query side with
 //! `service::HttpApp::split_by_method`).
 
+pub mod account;
+pub mod aggregate;
+pub mod api_keys;
 pub mod auth;
 pub mod dispatch_probes;
 pub mod idempotency;
+pub mod invitations;
+pub mod members;
+pub mod organisations;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web;
+use actix_web::{HttpResponse, HttpResponseBuilder, web};
 use event_store::{EventStore, StoreError};
+use events::Position;
+use serde::Serialize;
 use service::auth::session::{Sessions, TokenLifetimes};
 use service::{Api, ApiError, CheckResult, HttpApp, Readiness, ServiceConfig};
 use sqlx::PgPool;
@@ -35,6 +43,9 @@ pub struct CommandState {
 pub struct AuthSettings {
     pub open_registration: bool,
     pub token_lifetimes: TokenLifetimes,
+    /// How long a command that changes access waits for the `access` read model to have it
+    /// before answering (`CORBI_CONSISTENCY_TIMEOUT_MS`).
+    pub access_wait: Duration,
 }
 
 impl Default for AuthSettings {
@@ -42,6 +53,7 @@ impl Default for AuthSettings {
         Self {
             open_registration: true,
             token_lifetimes: TokenLifetimes::default(),
+            access_wait: Duration::from_secs(5),
         }
     }
 }
@@ -51,6 +63,7 @@ impl AuthSettings {
         Self {
             open_registration: config.open_registration,
             token_lifetimes: config.token_lifetimes,
+            access_wait: config.consistency_timeout,
         }
     }
 }
@@ -64,6 +77,51 @@ impl CommandState {
             auth,
         }
     }
+
+    /// Waits, bounded, until the `access` read model has the write at `position`, so the next
+    /// request is authorised by it: a revoked key or a removed member is refused from then on.
+    /// If the projector lags beyond the bound the write still stands; the answer carries its
+    /// consistency token either way.
+    pub async fn settle_access(&self, position: Option<Position>) {
+        let Some(position) = position else { return };
+        if let Err(error) = service::consistency::wait_for_projection(
+            &self.pool,
+            ACCESS_PROJECTION,
+            position,
+            self.auth.access_wait,
+        )
+        .await
+        {
+            tracing::warn!(%error, %position, "access read model lags behind a write");
+        }
+    }
+}
+
+/// The projection requests are authorised against.
+pub const ACCESS_PROJECTION: &str = "access";
+
+/// A write's answer: `body` with the `X-Consistency-Token` header when something was appended.
+pub(crate) fn written(
+    mut response: HttpResponseBuilder,
+    position: Option<Position>,
+    body: &impl Serialize,
+) -> HttpResponse {
+    if let Some(position) = position {
+        response.insert_header((CONSISTENCY_TOKEN_HEADER, position.to_string()));
+    }
+    response.json(body)
+}
+
+/// The header a write's consistency token is also sent in.
+pub use service::consistency::HEADER as CONSISTENCY_TOKEN_HEADER;
+
+/// A failure of the command side's own tables (credentials, logos): 503, cause in the log.
+pub(crate) fn db_error(error: sqlx::Error, doing: &'static str) -> ApiError {
+    tracing::warn!(%error, "database unavailable while {doing}");
+    ApiError::Unavailable {
+        detail: "The database is unavailable; retry shortly.".into(),
+        retry_after: Some(Duration::from_secs(1)),
+    }
 }
 
 #[derive(OpenApi)]
@@ -74,10 +132,27 @@ impl CommandState {
         auth::sign_in,
         auth::refresh,
         auth::sign_out,
+        account::change_password,
+        account::revoke_session,
+        organisations::create,
+        organisations::update,
+        organisations::upload_logo,
+        members::change_role,
+        members::remove,
+        invitations::invite,
+        invitations::resend,
+        invitations::revoke,
+        invitations::accept,
+        api_keys::create,
+        api_keys::revoke,
     ),
     tags(
         (name = "dispatch probes", description = "End-to-end checks of the dispatch pipeline"),
         (name = "auth", description = "Accounts, sign-in and sessions"),
+        (name = "organisations", description = "Organisations and their branding"),
+        (name = "members", description = "Members of an organisation and their roles"),
+        (name = "invitations", description = "Invitations to join an organisation"),
+        (name = "api keys", description = "Keys for server-to-server calls"),
     )
 )]
 struct CommandDoc;
@@ -98,7 +173,35 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: CommandState) {
         .service(web::resource(auth::REGISTER).route(web::post().to(auth::register)))
         .service(web::resource(auth::SIGN_IN).route(web::post().to(auth::sign_in)))
         .service(web::resource(auth::REFRESH).route(web::post().to(auth::refresh)))
-        .service(web::resource(auth::SIGN_OUT).route(web::post().to(auth::sign_out)));
+        .service(web::resource(auth::SIGN_OUT).route(web::post().to(auth::sign_out)))
+        .service(web::resource(account::PASSWORD).route(web::post().to(account::change_password)))
+        .service(web::resource(account::SESSION).route(web::delete().to(account::revoke_session)))
+        .service(
+            web::resource(organisations::ORGANISATIONS)
+                .route(web::post().to(organisations::create)),
+        )
+        .service(
+            web::resource(organisations::ORGANISATION)
+                .route(web::patch().to(organisations::update)),
+        )
+        .service(
+            web::resource(organisations::LOGO)
+                .app_data(organisations::logo_payload_config())
+                .route(web::put().to(organisations::upload_logo)),
+        )
+        .service(
+            web::resource(members::MEMBER)
+                .route(web::patch().to(members::change_role))
+                .route(web::delete().to(members::remove)),
+        )
+        .service(web::resource(invitations::INVITATIONS).route(web::post().to(invitations::invite)))
+        .service(web::resource(invitations::ACCEPT).route(web::post().to(invitations::accept)))
+        .service(web::resource(invitations::RESEND).route(web::post().to(invitations::resend)))
+        .service(
+            web::resource(invitations::INVITATION).route(web::delete().to(invitations::revoke)),
+        )
+        .service(web::resource(api_keys::API_KEYS).route(web::post().to(api_keys::create)))
+        .service(web::resource(api_keys::API_KEY).route(web::delete().to(api_keys::revoke)));
 }
 
 /// The command side as a mountable API.

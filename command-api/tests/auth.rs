@@ -212,6 +212,7 @@ async fn access_tokens_expire() {
             access: Duration::from_secs(1),
             refresh: Duration::from_secs(60),
         },
+        ..AuthSettings::default()
     })
     .await;
     let issued = tokens(app.register("ada@example.com").await, StatusCode::CREATED).await;
@@ -306,4 +307,118 @@ async fn closed_registration_is_refused() {
         StatusCode::UNAUTHORIZED,
     )
     .await;
+}
+
+#[tokio::test]
+async fn five_wrong_passwords_lock_the_account_even_against_the_right_one() {
+    let app = TestApp::spawn().await;
+    tokens(app.register("ada@example.com").await, StatusCode::CREATED).await;
+    for _ in 0..5 {
+        problem(
+            app.sign_in("ada@example.com", "incorrect horse").await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+    // However it is spelled, it is the same account.
+    let locked = app
+        .sign_in(" ADA@example.com", "correct horse battery")
+        .await;
+    let retry_after: u64 = locked
+        .headers()
+        .get("retry-after")
+        .expect("a 429 says when to retry")
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After in whole seconds");
+    assert!((1..=600).contains(&retry_after), "{retry_after}");
+    let body = problem(locked, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(body["detail"].as_str().unwrap().contains("Too many"));
+}
+
+#[tokio::test]
+async fn twenty_failures_from_one_address_lock_it_for_every_email() {
+    let app = TestApp::spawn().await;
+    for n in 0..20 {
+        problem(
+            app.sign_in(&format!("guess{n}@example.com"), "incorrect horse")
+                .await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+    let locked = app
+        .sign_in("yet-another@example.com", "incorrect horse")
+        .await;
+    assert!(locked.headers().contains_key("retry-after"));
+    problem(locked, StatusCode::TOO_MANY_REQUESTS).await;
+}
+
+#[tokio::test]
+async fn signing_in_forgets_the_accounts_failures() {
+    let app = TestApp::spawn().await;
+    tokens(app.register("ada@example.com").await, StatusCode::CREATED).await;
+    let wrong_four_times = || async {
+        for _ in 0..4 {
+            problem(
+                app.sign_in("ada@example.com", "incorrect horse").await,
+                StatusCode::UNAUTHORIZED,
+            )
+            .await;
+        }
+    };
+    wrong_four_times().await;
+    tokens(
+        app.sign_in("ada@example.com", "correct horse battery")
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    // Eight failures in the window, but only four since the success.
+    wrong_four_times().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_email_take_about_as_long() {
+    let app = TestApp::spawn().await;
+    tokens(app.register("ada@example.com").await, StatusCode::CREATED).await;
+    // The first unknown email also builds the dummy hash it verifies against; keep it out of the
+    // measurements.
+    problem(
+        app.sign_in("warm-up@example.com", "incorrect horse").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    // Interleaved, so a busy machine slows both kinds alike. Four wrong passwords stay below the
+    // account limit; nine failures in all stay below the address limit.
+    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
+    let mut details = Vec::new();
+    for n in 0..4 {
+        for (email, times) in [
+            ("ada@example.com".to_owned(), &mut wrong),
+            (format!("nobody{n}@example.com"), &mut unknown),
+        ] {
+            let started = std::time::Instant::now();
+            let response = app.sign_in(&email, "incorrect horse").await;
+            times.push(started.elapsed());
+            details.push(problem(response, StatusCode::UNAUTHORIZED).await["detail"].clone());
+        }
+    }
+    assert!(
+        details.windows(2).all(|pair| pair[0] == pair[1]),
+        "{details:?}"
+    );
+
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2
+    };
+    let (wrong, unknown) = (median(&mut wrong), median(&mut unknown));
+    let ratio = wrong.as_secs_f64() / unknown.as_secs_f64();
+    assert!(
+        (0.5..=2.0).contains(&ratio),
+        "wrong password {wrong:?}, unknown email {unknown:?}"
+    );
 }

@@ -4,56 +4,48 @@
 use std::sync::Arc;
 
 use command_api::dispatch_probes::DispatchProbeAccepted;
-use command_api::{AuthSettings, CommandState};
 use event_store::postgres::PgEventStore;
 use event_store::{Direction, EventStore, Position};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use service::testing::{TestServer, problem};
-use service::{HttpApp, Readiness};
+use service::testing::problem;
+use testkit::{As, TestStack, User};
 use uuid::Uuid;
 
+/// The whole stack with an admin of one organisation, who sends the probes.
 struct TestApp {
-    base: String,
-    client: reqwest::Client,
-    store: Arc<PgEventStore>,
-    _db: schema::testing::TestDatabase,
+    stack: TestStack,
+    admin: User,
+    org: Uuid,
 }
 
 impl TestApp {
     async fn spawn() -> TestApp {
-        let db = schema::testing::TestDatabase::create()
-            .await
-            .expect("test database");
-        let store = Arc::new(PgEventStore::connect(&db.url, 4).expect("store connects"));
-        Self::spawn_with(store.clone(), db)
+        let stack = TestStack::spawn().await;
+        let admin = stack.sign_up("ops@example.com").await;
+        let org = stack.create_org(&admin, "Ops").await;
+        TestApp { stack, admin, org }
     }
 
-    fn spawn_with(store: Arc<PgEventStore>, db: schema::testing::TestDatabase) -> TestApp {
-        let readiness = Readiness::new();
-        readiness.register("event_store", command_api::event_store_check(store.clone()));
-        let app = HttpApp::new(
-            command_api::api(CommandState::new(
-                store.clone(),
-                db.pool.clone(),
-                AuthSettings::default(),
-            )),
-            readiness,
-        );
-        let TestServer { base, client } = TestServer::start(app);
-        TestApp {
-            base,
-            client,
-            store,
-            _db: db,
-        }
+    fn store(&self) -> &Arc<PgEventStore> {
+        &self.stack.store
+    }
+
+    fn url(&self) -> String {
+        self.stack.server.url("/api/v1/dispatch-probes")
+    }
+
+    fn probe(&self, org: Option<Uuid>) -> reqwest::RequestBuilder {
+        self.stack.request(
+            Method::POST,
+            "/api/v1/dispatch-probes",
+            &As::User(self.admin.clone()),
+            org.or(Some(self.org)),
+        )
     }
 
     async fn post_probe(&self, body: Value, key: Option<&str>) -> reqwest::Response {
-        let mut request = self
-            .client
-            .post(format!("{}/api/v1/dispatch-probes", self.base))
-            .json(&body);
+        let mut request = self.probe(None).json(&body);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
@@ -61,7 +53,7 @@ impl TestApp {
     }
 
     async fn events_in(&self, probe_id: Uuid) -> Vec<event_store::RecordedEvent> {
-        self.store
+        self.store()
             .read_stream(
                 &events::probe::stream(probe_id),
                 None,
@@ -90,12 +82,11 @@ async fn accepted(response: reqwest::Response) -> DispatchProbeAccepted {
 #[tokio::test]
 async fn a_probe_request_is_appended_and_answers_a_consistency_token() {
     let app = TestApp::spawn().await;
-    let org = Uuid::new_v4();
+    let org = app.org;
     let response = app
-        .client
-        .post(format!("{}/api/v1/dispatch-probes", app.base))
+        .probe(None)
         .header("x-request-id", "probe-req-1")
-        .json(&json!({"org_id": org, "channel": "test"}))
+        .json(&json!({"channel": "test"}))
         .send()
         .await
         .unwrap();
@@ -116,37 +107,34 @@ async fn a_probe_request_is_appended_and_answers_a_consistency_token() {
     assert_eq!(event.metadata.trace_id.as_deref(), Some("probe-req-1"));
 
     // Without a key every request is a new probe.
-    let second = accepted(
-        app.post_probe(json!({"org_id": org, "channel": "test"}), None)
-            .await,
-    )
-    .await;
+    let second = accepted(app.post_probe(json!({"channel": "test"}), None).await).await;
     assert_ne!(second.probe_id, body.probe_id);
 }
 
 #[tokio::test]
 async fn a_retry_with_the_same_key_returns_the_first_result_and_appends_nothing() {
     let app = TestApp::spawn().await;
-    let org = Uuid::new_v4();
-    let body = json!({"org_id": org, "channel": "test"});
+    let body = json!({"channel": "test"});
     let first = accepted(app.post_probe(body.clone(), Some("key-1")).await).await;
-    let head = app.store.head().await.unwrap();
+    let head = app.store().head().await.unwrap();
     let retry = accepted(app.post_probe(body.clone(), Some("key-1")).await).await;
     assert_eq!(retry, first);
     assert_eq!(
-        app.store.head().await.unwrap(),
+        app.store().head().await.unwrap(),
         head,
         "the retry appended something"
     );
     assert_eq!(app.events_in(first.probe_id).await.len(), 1);
 
     // The same key in another organisation is another request.
+    let second_org = app.stack.create_org(&app.admin, "Ops 2").await;
     let other_org = accepted(
-        app.post_probe(
-            json!({"org_id": Uuid::new_v4(), "channel": "test"}),
-            Some("key-1"),
-        )
-        .await,
+        app.probe(Some(second_org))
+            .header("Idempotency-Key", "key-1")
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_ne!(other_org.probe_id, first.probe_id);
@@ -155,14 +143,13 @@ async fn a_retry_with_the_same_key_returns_the_first_result_and_appends_nothing(
 #[tokio::test]
 async fn the_same_key_with_another_body_is_422() {
     let app = TestApp::spawn().await;
-    let org = Uuid::new_v4();
     let first = accepted(
-        app.post_probe(json!({"org_id": org, "channel": "test"}), Some("key-2"))
+        app.post_probe(json!({"channel": "test"}), Some("key-2"))
             .await,
     )
     .await;
     let body = problem(
-        app.post_probe(json!({"org_id": org, "channel": "email"}), Some("key-2"))
+        app.post_probe(json!({"channel": "email"}), Some("key-2"))
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
     )
@@ -176,10 +163,10 @@ async fn the_same_key_with_another_body_is_422() {
 #[tokio::test]
 async fn bad_requests_are_problems_and_append_nothing() {
     let app = TestApp::spawn().await;
-    let org = Uuid::new_v4();
+    let head = app.store().head().await.unwrap();
 
     let body = problem(
-        app.post_probe(json!({"org_id": org, "channel": "carrier-pigeon"}), None)
+        app.post_probe(json!({"channel": "carrier-pigeon"}), None)
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
     )
@@ -187,78 +174,81 @@ async fn bad_requests_are_problems_and_append_nothing() {
     assert_eq!(body["errors"][0]["field"], "channel");
 
     let body = problem(
-        app.post_probe(json!({"channel": "test"}), None).await,
+        app.post_probe(json!({}), None).await,
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
-    assert_eq!(body["errors"][0]["field"], "org_id");
+    assert_eq!(body["errors"][0]["field"], "channel");
 
-    let url = format!("{}/api/v1/dispatch-probes", app.base);
+    let body = problem(
+        app.post_probe(json!({"org_id": app.org, "channel": "test"}), None)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(
+        body["errors"][0]["field"], "org_id",
+        "the organisation comes from the caller"
+    );
+
     let malformed = app
-        .client
-        .post(&url)
+        .probe(None)
         .header("content-type", "application/json")
-        .body(r#"{"org_id": "#)
+        .body(r#"{"channel": "#)
         .send()
         .await
         .unwrap();
     problem(malformed, StatusCode::BAD_REQUEST).await;
 
     let form = app
-        .client
-        .post(&url)
+        .probe(None)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("org_id=x&channel=test")
+        .body("channel=test")
         .send()
         .await
         .unwrap();
     problem(form, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 
     let body = problem(
-        app.post_probe(
-            json!({"org_id": org, "channel": "test"}),
-            Some("has spaces"),
-        )
-        .await,
+        app.post_probe(json!({"channel": "test"}), Some("has spaces"))
+            .await,
         StatusCode::BAD_REQUEST,
     )
     .await;
     assert_eq!(body["errors"][0]["field"], "Idempotency-Key");
 
-    let get = app.client.get(&url).send().await.unwrap();
+    let get = app.stack.server.client.get(app.url()).send().await.unwrap();
     assert_eq!(get.headers().get("allow").unwrap(), "POST");
     problem(get, StatusCode::METHOD_NOT_ALLOWED).await;
 
     assert_eq!(
-        app.store.head().await.unwrap(),
-        None,
+        app.store().head().await.unwrap(),
+        head,
         "nothing was appended"
     );
 }
 
 #[tokio::test]
 async fn an_unreachable_store_answers_503_and_shows_in_ready() {
-    let db = schema::testing::TestDatabase::create()
-        .await
-        .expect("test database");
-    // Nothing listens on port 1.
+    let app = TestApp::spawn().await;
+    // The same database and members, with an event store nothing listens for (port 1).
     let store = Arc::new(
         PgEventStore::connect("postgres://postgres@127.0.0.1:1/corbi", 2).expect("lazy connect"),
     );
-    let app = TestApp::spawn_with(store, db);
-    let response = app
-        .post_probe(json!({"org_id": Uuid::new_v4(), "channel": "test"}), None)
-        .await;
+    let server = app.stack.server_with_store(store);
+    let response = server
+        .client
+        .post(server.url("/api/v1/dispatch-probes"))
+        .bearer_auth(&app.admin.access_token)
+        .json(&json!({"channel": "test"}))
+        .send()
+        .await
+        .unwrap();
     assert!(response.headers().contains_key("retry-after"));
     let body = problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
     assert!(!body.to_string().contains("127.0.0.1"), "{body}");
 
-    let ready = app
-        .client
-        .get(format!("{}/ready", app.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = server.get("/ready").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let report: Value = ready.json().await.unwrap();
     assert_eq!(report["checks"]["event_store"]["ok"], false);

@@ -172,7 +172,7 @@ pub fn outcome_metadata(job: &Job) -> Metadata {
             name: "dispatcher".into(),
         },
         trace_id: job.trace_id.clone(),
-        idempotency_key: None,
+        ..Metadata::default()
     }
 }
 

@@ -7,6 +7,8 @@
 //! `rm_<name>` view that readers query; [`replay()`] builds generation `n + 1` beside the live one
 //! and switches the view in one transaction, so readers never see an empty or half-built model.
 
+pub mod access;
+pub mod audit;
 mod event_stats;
 mod lag;
 mod registry;
@@ -17,6 +19,8 @@ use async_trait::async_trait;
 use events::RecordedEvent;
 use sqlx::PgConnection;
 
+pub use access::Access;
+pub use audit::Audit;
 pub use event_stats::EventStats;
 pub use lag::{ProjectionLag, lag};
 pub use registry::{ProjectionStatus, checkpoint_name, status};
@@ -55,7 +59,11 @@ pub trait Projection: Send + Sync + 'static {
 
 /// Every projection Corbi runs.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
-    vec![std::sync::Arc::new(EventStats)]
+    vec![
+        std::sync::Arc::new(EventStats),
+        std::sync::Arc::new(Access),
+        std::sync::Arc::new(Audit),
+    ]
 }
 
 /// The table behind `view` in `generation`.

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use actix_web::{HttpResponse, web};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use service::{ApiError, FieldError, OrgIdHeader, Problem};
+use service::{ApiError, Caller, FieldError, Problem};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::QueryState;
-use crate::consistency::{ConsistencyToken, wait_for_projection};
+use service::consistency::{ConsistencyToken, wait_for_projection};
 
 pub const PATH: &str = "/api/v1/event-stats";
 /// The projection this endpoint reads.
@@ -112,8 +112,9 @@ pub struct EventStats {
     get,
     path = "/api/v1/event-stats",
     tag = "monitoring",
+    security(("bearer" = []), ("api_key" = [])),
     params(
-        ("X-Org-ID" = Uuid, Header, description = "The organisation"),
+        ("X-Org-ID" = Option<Uuid>, Header, description = "The organisation; optional when the caller belongs to one"),
         ("X-Consistency-Token" = Option<String>, Header,
          description = "Wait until this command's write is visible (bounded by CORBI_CONSISTENCY_TIMEOUT_MS)"),
         EventStatsQuery,
@@ -125,10 +126,10 @@ pub struct EventStats {
         (status = 503, description = "The read model did not reach the consistency token in time", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[tracing::instrument(name = "event_stats", skip_all, fields(org_id = %org.0))]
+#[tracing::instrument(name = "event_stats", skip_all, fields(org_id = %caller.org_id))]
 pub async fn event_stats(
     state: web::Data<QueryState>,
-    org: OrgIdHeader,
+    caller: Caller,
     token: ConsistencyToken,
     query: web::Query<EventStatsQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -136,7 +137,7 @@ pub async fn event_stats(
     if let Some(token) = token.0 {
         wait_for_projection(&state.pool, PROJECTION, token, state.consistency_timeout).await?;
     }
-    let rows = read_rows(&state.pool, org.0, &filters).await?;
+    let rows = read_rows(&state.pool, caller.org_id, &filters).await?;
     let mut by_category: BTreeMap<String, i64> = BTreeMap::new();
     for row in &rows {
         *by_category.entry(row.category.clone()).or_default() += row.event_count;
@@ -146,7 +147,7 @@ pub async fn event_stats(
         by_category,
     };
     Ok(HttpResponse::Ok().json(EventStats {
-        org_id: org.0,
+        org_id: caller.org_id,
         from: filters.from,
         to: filters.to,
         category: filters.category,

@@ -4,12 +4,16 @@
 //! Mount it with [`api`] (alone with [`run`], or beside the command side with
 //! `service::HttpApp::split_by_method`).
 
-pub mod consistency;
+pub mod audit;
 pub mod event_stats;
+pub mod me;
+pub mod organisation;
+pub mod page;
 
 use std::time::Duration;
 
 use actix_web::web;
+use service::auth::session::{Sessions, TokenLifetimes};
 use service::routing::read;
 use service::{Api, ApiError, HttpApp, Readiness, ServiceConfig};
 use sqlx::PgPool;
@@ -35,8 +39,21 @@ impl QueryState {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(event_stats::event_stats),
-    tags((name = "monitoring", description = "What happens in an organisation's event log"))
+    paths(
+        event_stats::event_stats,
+        me::me,
+        me::sessions,
+        organisation::organisation,
+        organisation::logo,
+        organisation::members,
+        organisation::invitations,
+        organisation::api_keys,
+        audit::audit,
+    ),
+    tags(
+        (name = "monitoring", description = "What happens in an organisation's event log"),
+        (name = "audit", description = "Who changed what, when and from where"),
+    )
 )]
 struct QueryDoc;
 
@@ -47,9 +64,27 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// Registers the query routes (`GET`/`HEAD` only) and their state on `cfg`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: QueryState) {
-    cfg.app_data(web::Data::new(state))
-        .service(web::resource(event_stats::PATH).route(read().to(event_stats::event_stats)));
+    // Reading needs no token lifetimes: they only matter when tokens are issued.
+    let sessions = Sessions::new(state.pool.clone(), TokenLifetimes::default());
+    cfg.app_data(web::Data::new(sessions))
+        .app_data(web::Data::new(state))
+        .service(web::resource(event_stats::PATH).route(read().to(event_stats::event_stats)))
+        .service(web::resource(me::ME).route(read().to(me::me)))
+        .service(web::resource(me::SESSIONS).route(read().to(me::sessions)))
+        .service(
+            web::resource(organisation::ORGANISATION).route(read().to(organisation::organisation)),
+        )
+        .service(web::resource(organisation::LOGO).route(read().to(organisation::logo)))
+        .service(web::resource(organisation::MEMBERS).route(read().to(organisation::members)))
+        .service(
+            web::resource(organisation::INVITATIONS).route(read().to(organisation::invitations)),
+        )
+        .service(web::resource(organisation::API_KEYS).route(read().to(organisation::api_keys)))
+        .service(web::resource(audit::PATH).route(read().to(audit::audit)));
 }
+
+/// The projection memberships, organisations and API keys are read from.
+pub const ACCESS: &str = "access";
 
 /// The query side as a mountable API.
 pub fn api(state: QueryState) -> Api {

@@ -1,72 +1,33 @@
-//! Both APIs on one port, split by method, as `corbi up` serves them: the command answers a
-//! consistency token, and a query with that token reads the write once the projection has it.
+//! Both APIs on one port, split by method, as `corbi up` serves them, with the projector: the
+//! command answers a consistency token, and a query with that token reads the write.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::sync::Arc;
-use std::time::Duration;
-
-use command_api::{AuthSettings, CommandState};
-use event_store::postgres::PgEventStore;
-use events::Position;
-use query_api::QueryState;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use service::readiness::{migrations_check, postgres_check};
-use service::testing::TestServer;
-use service::{HttpApp, Readiness};
-use uuid::Uuid;
+use testkit::{As, TestStack};
 
 #[tokio::test]
 async fn one_port_serves_reads_and_writes_split_by_method() {
-    let db = schema::testing::TestDatabase::create()
-        .await
-        .expect("test database");
-    common::create_event_stats_model(&db.pool).await;
-    let store = Arc::new(PgEventStore::connect(&db.url, 4).expect("store"));
-    let readiness = Readiness::new();
-    readiness.register("event_store", command_api::event_store_check(store.clone()));
-    readiness.register("read_db", postgres_check(db.pool.clone()));
-    readiness.register("migrations", migrations_check(db.pool.clone()));
-    let app = HttpApp::split_by_method(
-        query_api::api(QueryState::new(db.pool.clone(), Duration::from_secs(5))),
-        command_api::api(CommandState::new(
-            store,
-            db.pool.clone(),
-            AuthSettings::default(),
-        )),
-        readiness,
-    );
-    let TestServer { base, client } = TestServer::start(app);
-    let org = Uuid::new_v4();
+    let stack = TestStack::spawn().await;
+    let admin = stack.sign_up("ops@example.com").await;
+    let org = stack.create_org(&admin, "Ops").await;
+    let admin = As::User(admin);
 
     // A write, then a read of it with the token it answered.
-    let accepted = client
-        .post(format!("{base}/api/v1/dispatch-probes"))
-        .json(&json!({"org_id": org, "channel": "test"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
-    let accepted: Value = accepted.json().await.unwrap();
-    let token: Position = accepted["consistency_token"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-
-    let pool = db.pool.clone();
-    tokio::spawn(async move {
-        // Stands in for the projector applying the probe event.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        common::add_stat(&pool, org, "probe", "2025-05-01", 1).await;
-        common::set_checkpoint(&pool, token).await;
-    });
-    let stats = client
-        .get(format!("{base}/api/v1/event-stats"))
-        .header("X-Org-ID", org.to_string())
-        .header("X-Consistency-Token", token.to_string())
+    let (status, accepted) = stack
+        .call(
+            Method::POST,
+            "/api/v1/dispatch-probes",
+            &admin,
+            Some(org),
+            Some(json!({"channel": "test"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let token = accepted["consistency_token"].as_str().unwrap();
+    let stats = stack
+        .request(Method::GET, "/api/v1/event-stats", &admin, Some(org))
+        .header("X-Consistency-Token", token)
         .send()
         .await
         .unwrap();
@@ -75,6 +36,8 @@ async fn one_port_serves_reads_and_writes_split_by_method() {
     assert_eq!(stats["totals"]["by_category"]["probe"], 1);
 
     // Each side answers 405 for the other side's methods on its paths.
+    let base = &stack.server.base;
+    let client = &stack.server.client;
     let wrong = client
         .get(format!("{base}/api/v1/dispatch-probes"))
         .send()
@@ -106,6 +69,7 @@ async fn one_port_serves_reads_and_writes_split_by_method() {
         .unwrap();
     assert!(doc["paths"]["/api/v1/dispatch-probes"]["post"].is_object());
     assert!(doc["paths"]["/api/v1/event-stats"]["get"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     let metrics = client
         .get(format!("{base}/metrics"))
         .send()

@@ -134,33 +134,26 @@ fn header_problem(header: &str, message: &str) -> Problem {
     .errors(vec![FieldError::new(header, message)])
 }
 
-/// The organisation a request acts for, from the required `X-Org-ID` header.
-///
-/// Until authentication lands this is taken on trust; it will come from the authenticated
-/// membership instead, with the header only choosing among the user's organisations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OrgIdHeader(pub Uuid);
+/// The header naming the organisation a request acts for.
+pub const ORG_ID_HEADER: &str = "X-Org-ID";
 
-impl OrgIdHeader {
-    pub const HEADER: &'static str = "X-Org-ID";
-}
-
-impl FromRequest for OrgIdHeader {
-    type Error = Problem;
-    type Future = Ready<Result<Self, Problem>>;
-
-    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let result = match req.headers().get(Self::HEADER) {
-            None => Err(header_problem(Self::HEADER, "this header is required")),
-            Some(value) => value
+/// The organisation `X-Org-ID` names, if the request has the header; 400 when it is not a UUID.
+pub fn org_id_header(req: &HttpRequest) -> Result<Option<Uuid>, Box<Problem>> {
+    req.headers()
+        .get(ORG_ID_HEADER)
+        .map(|value| {
+            value
                 .to_str()
                 .ok()
                 .and_then(|text| Uuid::parse_str(text.trim()).ok())
-                .map(OrgIdHeader)
-                .ok_or_else(|| header_problem(Self::HEADER, "must be an organisation id (a UUID)")),
-        };
-        ready(result)
-    }
+                .ok_or_else(|| {
+                    Box::new(header_problem(
+                        ORG_ID_HEADER,
+                        "must be an organisation id (a UUID)",
+                    ))
+                })
+        })
+        .transpose()
 }
 
 /// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod consistency;
 pub mod database;
 pub mod extract;
 pub mod metrics;
@@ -21,8 +22,9 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use auth::caller::Caller;
 pub use config::{ConfigError, EventStoreBackend, LogFormat, ServiceConfig};
-pub use extract::{IdempotencyKey, OrgIdHeader};
+pub use extract::{IdempotencyKey, ORG_ID_HEADER};
 pub use problem::{ApiError, FieldError, Problem};
 pub use readiness::{CheckResult, Readiness};
 pub use request_id::RequestId;

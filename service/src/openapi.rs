@@ -1,7 +1,8 @@
 //! The OpenAPI document: the operations endpoints every server has, merged with the paths each
 //! API contributes. Served at `/api/openapi.json`, browsable at `/api/docs`.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::problem::{FieldError, Problem};
 use crate::readiness::{CheckResult, ReadinessReport, ReadyStatus};
@@ -20,9 +21,28 @@ use crate::readiness::{CheckResult, ReadinessReport, ReadyStatus};
         crate::metrics::metrics_endpoint
     ),
     components(schemas(Problem, FieldError, ReadinessReport, ReadyStatus, CheckResult)),
-    tags((name = "operations", description = "Liveness, readiness and metrics"))
+    tags((name = "operations", description = "Liveness, readiness and metrics")),
+    modifiers(&SecuritySchemes)
 )]
 struct OperationsDoc;
+
+/// `bearer`: a user's access token (or an API key) in `Authorization: Bearer …`;
+/// `api_key`: an API key in `X-API-Key`.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
 
 /// The document of a server serving `apis`: the operations endpoints plus every API's paths,
 /// schemas and tags.

@@ -2,9 +2,11 @@
 //! links and API keys ([`secret`]), sessions ([`session`]), and the extractors that turn a
 //! request's credentials into a caller.
 
+pub mod caller;
 pub mod password;
 pub mod secret;
 pub mod session;
+pub mod throttle;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -83,6 +83,11 @@ impl Sessions {
         Self { pool, lifetimes }
     }
 
+    /// The database holding the sessions (and the read models callers are resolved against).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Issues the first token pair of the family a sign-in started.
     pub async fn start_family(
         &self,
@@ -154,6 +159,20 @@ impl Sessions {
     pub async fn end_family(&self, family_id: Uuid) -> anyhow::Result<u64> {
         let mut conn = self.pool.acquire().await?;
         end_family(&mut conn, family_id).await
+    }
+
+    /// Ends a family if it is `user_id`'s (a user revoking one of their sessions); 0 when it is
+    /// not theirs or has ended already.
+    pub async fn end_family_of(&self, user_id: Uuid, family_id: Uuid) -> anyhow::Result<u64> {
+        let ended = sqlx::query(
+            "UPDATE sessions SET ended_at = now()
+             WHERE family_id = $1 AND user_id = $2 AND ended_at IS NULL",
+        )
+        .bind(family_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(ended.rows_affected())
     }
 
     /// Ends every live session of a user (password change).

@@ -1,14 +1,15 @@
 //! Read-your-writes (DESIGN §4): a query carrying `X-Consistency-Token` waits, bounded, until the
-//! projection serving it has passed the position the command wrote.
+//! projection serving it has passed the position the command wrote. Commands that change who
+//! may do what wait the same way for the `access` projection before they answer.
 
 use std::future::{Ready, ready};
 use std::time::{Duration, Instant};
 
+use crate::{ApiError, FieldError, Problem};
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest};
 use events::Position;
-use service::{ApiError, FieldError, Problem};
 use sqlx::PgPool;
 
 pub const HEADER: &str = "X-Consistency-Token";
@@ -43,11 +44,6 @@ impl FromRequest for ConsistencyToken {
             }
         })
     }
-}
-
-/// The name of a projection generation's checkpoint row.
-pub fn checkpoint_name(projection: &str, generation: i32) -> String {
-    format!("projection:{projection}:g{generation}")
 }
 
 /// Where the generation of `projection` that readers use has got to; `None` before it has a
@@ -87,7 +83,13 @@ pub async fn wait_for_projection(
     loop {
         let position = projection_position(pool, projection)
             .await
-            .map_err(|e| crate::db_error(e, "reading the projection checkpoint"))?;
+            .map_err(|error| {
+                tracing::warn!(%error, "reading a projection checkpoint");
+                ApiError::Unavailable {
+                    detail: "The read database is unavailable; retry shortly.".into(),
+                    retry_after: Some(Duration::from_secs(1)),
+                }
+            })?;
         if position.is_some_and(|p| p >= token) {
             return Ok(());
         }

@@ -1,0 +1,105 @@
+//! The command loop every handler shares (DESIGN §4): load the stream, fold it, decide, append
+//! with the version read — and on a concurrent change, load and decide again.
+
+use domain::Aggregate;
+use event_store::{Direction, EventStore, ExpectedVersion, StoreError};
+use events::{Metadata, NewEvent, Position, RecordedEvent, TypedEvent, Upcasters};
+use service::ApiError;
+use uuid::Uuid;
+
+use crate::store_error;
+
+/// How often a decision is taken again when another writer moved the stream in between.
+pub const MAX_ATTEMPTS: usize = 5;
+
+/// What a command appended.
+#[derive(Debug, Clone)]
+pub struct Decided<E> {
+    pub events: Vec<E>,
+    /// Where the last event landed; `None` when the command was already done (nothing appended).
+    pub position: Option<Position>,
+}
+
+/// `Exact(version)` of a stream read at `version`, `NoStream` when it had no events.
+pub fn expected(version: Option<u64>) -> ExpectedVersion {
+    version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
+}
+
+/// Encodes `events` for `org_id` with `metadata`.
+pub fn encode<E: TypedEvent>(
+    events: &[E],
+    org_id: Uuid,
+    metadata: &Metadata,
+) -> Result<Vec<NewEvent>, ApiError> {
+    events
+        .iter()
+        .map(|event| {
+            event
+                .to_new_event(org_id)
+                .map(|e| e.with_metadata(metadata.clone()))
+                .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("encoding an event")))
+        })
+        .collect()
+}
+
+/// A whole stream of `A`'s events, folded, with the version it was read at.
+pub async fn load<A: Aggregate>(
+    store: &dyn EventStore,
+    stream: &str,
+) -> Result<(A, Option<u64>), ApiError> {
+    let recorded: Vec<RecordedEvent> = store
+        .read_stream(stream, None, Direction::Forwards, usize::MAX)
+        .await
+        .map_err(|e| store_error(e, "reading a stream"))?;
+    let version = recorded.last().map(|e| e.version);
+    let upcasters = Upcasters::default();
+    let mut state = A::default();
+    for event in &recorded {
+        let decoded = A::Event::decode(event, &upcasters)
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("decoding an event")))?;
+        if let Some(decoded) = decoded {
+            state = state.evolve(&decoded);
+        }
+    }
+    Ok((state, version))
+}
+
+/// Loads `stream`, decides `command` and appends what it decided, again when another writer got
+/// there first. Domain errors become API errors through `rejected`.
+pub async fn execute<A>(
+    store: &dyn EventStore,
+    stream: &str,
+    org_id: Uuid,
+    command: A::Command,
+    metadata: &Metadata,
+    rejected: impl Fn(A::Error) -> ApiError,
+) -> Result<Decided<A::Event>, ApiError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
+    for _ in 0..MAX_ATTEMPTS {
+        let (state, version) = load::<A>(store, stream).await?;
+        let events = state.decide(command.clone()).map_err(&rejected)?;
+        if events.is_empty() {
+            return Ok(Decided {
+                events,
+                position: None,
+            });
+        }
+        let encoded = encode(&events, org_id, metadata)?;
+        match store.append(stream, expected(version), encoded).await {
+            Ok(result) => {
+                return Ok(Decided {
+                    events,
+                    position: Some(result.position),
+                });
+            }
+            Err(StoreError::WrongExpectedVersion { .. }) => continue,
+            Err(error) => return Err(store_error(error, "appending a decision")),
+        }
+    }
+    Err(ApiError::Conflict(
+        "The record changed concurrently too often; try again.".into(),
+    ))
+}
