@@ -84,6 +84,10 @@ impl CommandState {
     /// consistency token either way.
     pub async fn settle_access(&self, position: Option<Position>) {
         let Some(position) = position else { return };
+        // Zero: nobody is waiting (the command line, with no projector running yet).
+        if self.auth.access_wait.is_zero() {
+            return;
+        }
         if let Err(error) = service::consistency::wait_for_projection(
             &self.pool,
             ACCESS_PROJECTION,

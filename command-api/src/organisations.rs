@@ -129,6 +129,32 @@ fn token(position: Option<Position>) -> Option<String> {
     position.map(|p| p.to_string())
 }
 
+/// Creates organisation `org_id` with `creator` as its admin (also `corbi seed-demo`).
+pub async fn create_organisation(
+    state: &CommandState,
+    org_id: Uuid,
+    name: String,
+    creator: Uuid,
+    metadata: &events::Metadata,
+) -> Result<Decided<organisation::OrganisationEvent>, ApiError> {
+    let (user, _) = aggregate::load::<User>(&*state.store, &events::user::stream(creator)).await?;
+    let email = user
+        .email
+        .ok_or_else(|| ApiError::Unauthorized("This account no longer exists.".into()))?;
+    execute(
+        state,
+        org_id,
+        OrganisationCommand::Create {
+            organisation_id: org_id,
+            name,
+            creator,
+            creator_email: email,
+        },
+        metadata,
+    )
+    .await
+}
+
 /// Validates a branding, naming each bad field as `branding.<field>`.
 fn validate_branding(input: BrandingInput, errors: &mut Vec<FieldError>) -> Branding {
     let mut text = |field: &str, value: Option<String>, max: usize| {
@@ -224,26 +250,11 @@ pub async fn create(
         return Err(ApiError::Validation { errors });
     }
     let user_id = caller.0.user_id;
-    let (user, _) = aggregate::load::<User>(&*state.store, &events::user::stream(user_id)).await?;
-    let email = user
-        .email
-        .ok_or_else(|| ApiError::Unauthorized("This account no longer exists.".into()))?;
     let org_id = Uuid::now_v7();
     tracing::Span::current().record("org_id", tracing::field::display(org_id));
     let metadata =
         auth::client(&request).metadata(Actor::User { id: user_id }, Some(request_id.to_string()));
-    let mut decided = execute(
-        &state,
-        org_id,
-        OrganisationCommand::Create {
-            organisation_id: org_id,
-            name,
-            creator: user_id,
-            creator_email: email,
-        },
-        &metadata,
-    )
-    .await?;
+    let mut decided = create_organisation(&state, org_id, name, user_id, &metadata).await?;
     if let Some(branding) = branding {
         let more = execute(
             &state,

@@ -1,5 +1,6 @@
 //! `corbi`: every Corbi service in one binary.
 
+mod admin;
 mod http;
 mod stack;
 
@@ -39,6 +40,23 @@ enum Command {
         /// The projection to rebuild, e.g. `event_stats`.
         projection: String,
     },
+    /// Creates the demo user (demo@corbi.local / changeme123) as admin of a demo organisation.
+    SeedDemo,
+    /// Administration.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Creates a user, whether or not open registration is on; reads the password from the first
+    /// line of standard input and prints the new user's id.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +75,7 @@ fn main() -> ExitCode {
         eprintln!("corbi: cannot set up logging: {error:#}");
         return ExitCode::from(2);
     }
+    service::auth::trust_forwarded_headers(config.trust_forwarded);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

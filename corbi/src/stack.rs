@@ -11,8 +11,8 @@ use service::{CheckResult, EventStoreBackend, Readiness, ServiceConfig};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::Command;
 use crate::http::{self, HttpDeps};
+use crate::{AdminCommand, Command};
 
 /// How far a projection may trail the log before `/ready` says so.
 const MAX_PROJECTION_LAG: Duration = Duration::from_secs(30);
@@ -22,6 +22,10 @@ pub async fn run(command: Command, config: ServiceConfig) -> anyhow::Result<()> 
     match command {
         Command::Migrate => migrate(&pool).await,
         Command::Replay { projection } => replay(&config, pool, &projection).await,
+        Command::SeedDemo => crate::admin::seed_demo(event_store(&config).await?, pool).await,
+        Command::Admin(AdminCommand::CreateUser { email, name }) => {
+            crate::admin::create_user(event_store(&config).await?, pool, &email, &name).await
+        }
         Command::Up => up(config, pool).await,
         Command::CommandApi => {
             let deps = deps(&config, pool).await?;

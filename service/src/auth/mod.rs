@@ -10,6 +10,7 @@ pub mod throttle;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
@@ -65,13 +66,31 @@ pub fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(token.trim().to_owned())
 }
 
-/// The client's address and user agent, as recorded with its session.
+/// Whether client addresses come from `Forwarded` / `X-Forwarded-For`. Off unless configured
+/// (`CORBI_TRUST_FORWARDED`): anyone can send those headers, and the per-address sign-in limit
+/// would mean nothing if they were believed without a proxy that overwrites them.
+static TRUST_FORWARDED: AtomicBool = AtomicBool::new(false);
+
+/// Set once at start-up from the configuration.
+pub fn trust_forwarded_headers(trust: bool) {
+    TRUST_FORWARDED.store(trust, Ordering::Relaxed);
+}
+
+/// The client's address (without port) and user agent, as recorded with its session and in the
+/// audit trail.
 pub fn client(req: &HttpRequest) -> Client {
+    let ip = if TRUST_FORWARDED.load(Ordering::Relaxed) {
+        req.connection_info().realip_remote_addr().map(|addr| {
+            match addr.parse::<std::net::SocketAddr>() {
+                Ok(socket) => socket.ip().to_string(),
+                Err(_) => addr.to_owned(),
+            }
+        })
+    } else {
+        req.peer_addr().map(|socket| socket.ip().to_string())
+    };
     Client {
-        ip: req
-            .connection_info()
-            .realip_remote_addr()
-            .map(str::to_owned),
+        ip,
         user_agent: req
             .headers()
             .get(header::USER_AGENT)

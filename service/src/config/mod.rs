@@ -71,6 +71,9 @@ pub struct ServiceConfig {
     /// `CORBI_OPEN_REGISTRATION`: whether anyone may register (`corbi admin create-user` and
     /// invitations work either way).
     pub open_registration: bool,
+    /// `CORBI_TRUST_FORWARDED`: whether the client address comes from `Forwarded` /
+    /// `X-Forwarded-For` (only behind a proxy that sets them) or from the connection.
+    pub trust_forwarded: bool,
     /// `CORBI_ACCESS_TOKEN_TTL_SECS` and `CORBI_REFRESH_TOKEN_TTL_SECS`.
     pub token_lifetimes: crate::auth::session::TokenLifetimes,
 }
@@ -91,6 +94,7 @@ impl fmt::Debug for ServiceConfig {
             .field("dispatch_prefetch", &self.dispatch_prefetch)
             .field("consistency_timeout", &self.consistency_timeout)
             .field("open_registration", &self.open_registration)
+            .field("trust_forwarded", &self.trust_forwarded)
             .field("token_lifetimes", &self.token_lifetimes)
             .finish()
     }
@@ -205,11 +209,8 @@ impl ServiceConfig {
             parse_number::<u64>(v, 0, 600_000)
         });
 
-        let open_registration = env.parse("CORBI_OPEN_REGISTRATION", "true", |v| match v {
-            "true" | "1" | "yes" => Ok(true),
-            "false" | "0" | "no" => Ok(false),
-            _ => Err("expected `true` or `false`".to_string()),
-        });
+        let open_registration = env.parse("CORBI_OPEN_REGISTRATION", "true", parse_bool);
+        let trust_forwarded = env.parse("CORBI_TRUST_FORWARDED", "false", parse_bool);
         let access_ttl = env.parse("CORBI_ACCESS_TOKEN_TTL_SECS", "900", |v| {
             parse_number::<u64>(v, 30, 86_400)
         });
@@ -233,6 +234,7 @@ impl ServiceConfig {
                 dispatch_prefetch: dispatch_prefetch?,
                 consistency_timeout: Duration::from_millis(consistency_timeout_ms?),
                 open_registration: open_registration?,
+                trust_forwarded: trust_forwarded?,
                 token_lifetimes: crate::auth::session::TokenLifetimes {
                     access: Duration::from_secs(access_ttl?),
                     refresh: Duration::from_secs(refresh_ttl?),
@@ -243,6 +245,14 @@ impl ServiceConfig {
             Some(config) if env.errors.is_empty() => Ok(config),
             _ => Err(ConfigError { errors: env.errors }),
         }
+    }
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err("expected `true` or `false`".to_string()),
     }
 }
 
