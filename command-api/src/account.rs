@@ -143,7 +143,7 @@ pub async fn revoke_session(
     let family_id = path.into_inner();
     let ended = state
         .sessions
-        .end_family_of(user_id, family_id)
+        .end_family(user_id, family_id)
         .await
         .map_err(auth::unavailable)?;
     if ended == 0 {

@@ -492,7 +492,7 @@ pub async fn sign_out(
     let session = caller.0;
     state
         .sessions
-        .end_family(session.family_id)
+        .end_family(session.user_id, session.family_id)
         .await
         .map_err(auth::unavailable)?;
     let metadata = auth::client(&request).metadata(

@@ -69,10 +69,22 @@ impl AuthSettings {
 }
 
 impl CommandState {
+    /// The command side with sessions of its own (it runs alone in its process).
     pub fn new(store: Arc<dyn EventStore>, pool: PgPool, auth: AuthSettings) -> Self {
+        let sessions = Sessions::new(pool.clone(), auth.token_lifetimes);
+        Self::with_sessions(store, pool, auth, sessions)
+    }
+
+    /// The command side sharing `sessions` (and their cache) with the query side.
+    pub fn with_sessions(
+        store: Arc<dyn EventStore>,
+        pool: PgPool,
+        auth: AuthSettings,
+        sessions: Sessions,
+    ) -> Self {
         Self {
             store,
-            sessions: Sessions::new(pool.clone(), auth.token_lifetimes),
+            sessions: sessions.with_lifetimes(auth.token_lifetimes),
             pool,
             auth,
         }
@@ -98,6 +110,8 @@ impl CommandState {
         {
             tracing::warn!(%error, %position, "access read model lags behind a write");
         }
+        // The projector's notification may still be on its way; this process knows now.
+        self.sessions.cache().forget_all();
     }
 }
 

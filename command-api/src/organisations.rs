@@ -12,19 +12,25 @@ use events::organisation::{self, Branding};
 use events::{Actor, Position, Role};
 use serde::{Deserialize, Serialize};
 use service::auth::{self, Authenticated};
-use service::{ApiError, Caller, FieldError, Problem, RequestId};
+use service::{ApiError, Caller, FieldError, IdempotencyKey, Problem, RequestId};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::aggregate::{self, Decided};
-use crate::{CommandState, written};
+use crate::{CommandState, idempotency, written};
 
 pub const ORGANISATIONS: &str = "/api/v1/organisations";
+/// Part of every id derived from an idempotency key on this endpoint.
+const CREATE_ROUTE: &str = "POST /api/v1/organisations";
 pub const ORGANISATION: &str = "/api/v1/organisation";
 pub const LOGO: &str = "/api/v1/organisation/logo";
 
 /// The largest logo accepted.
 pub const MAX_LOGO_BYTES: usize = 1024 * 1024;
+
+/// Bodies beyond this are cut off unread (413); between it and [`MAX_LOGO_BYTES`] they are read
+/// and refused naming the field, like any other invalid input.
+const MAX_LOGO_BODY: usize = 4 * MAX_LOGO_BYTES;
 
 /// Logo types accepted, each with the bytes its files start with. SVG is refused on purpose:
 /// it can carry script.
@@ -227,6 +233,8 @@ fn validate_name(raw: &str, errors: &mut Vec<FieldError>) -> String {
     path = "/api/v1/organisations",
     tag = "organisations",
     security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Makes retries safe: a retry answers the organisation the first try created")),
     request_body = CreateOrganisation,
     responses(
         (status = 201, description = "Created", body = OrganisationWritten),
@@ -238,6 +246,7 @@ fn validate_name(raw: &str, errors: &mut Vec<FieldError>) -> String {
 pub async fn create(
     state: web::Data<CommandState>,
     caller: Authenticated,
+    key: IdempotencyKey,
     request: HttpRequest,
     request_id: RequestId,
     body: web::Json<CreateOrganisation>,
@@ -250,11 +259,42 @@ pub async fn create(
         return Err(ApiError::Validation { errors });
     }
     let user_id = caller.0.user_id;
-    let org_id = Uuid::now_v7();
+    // With a key, a retry derives the same id and finds the organisation its first try made.
+    let org_id = match &key.0 {
+        Some(key) => idempotency::derive(user_id, key, CREATE_ROUTE, Some("organisation_id")),
+        None => Uuid::now_v7(),
+    };
     tracing::Span::current().record("org_id", tracing::field::display(org_id));
-    let metadata =
+    let mut metadata =
         auth::client(&request).metadata(Actor::User { id: user_id }, Some(request_id.to_string()));
-    let mut decided = create_organisation(&state, org_id, name, user_id, &metadata).await?;
+    metadata.idempotency_key.clone_from(&key.0);
+    let created = create_organisation(&state, org_id, name.clone(), user_id, &metadata).await;
+    let mut decided = match created {
+        Err(ApiError::Conflict(_)) if key.0.is_some() => {
+            let (existing, _) =
+                aggregate::load::<Organisation>(&*state.store, &organisation::stream(org_id))
+                    .await?;
+            let same = existing.name == name
+                && existing
+                    .members
+                    .get(&user_id)
+                    .is_some_and(|m| m.role == Role::Admin);
+            if !same {
+                return Err(ApiError::Unprocessable {
+                    slug: "idempotency-key-reused",
+                    detail: format!(
+                        "This Idempotency-Key was already used for a different request to \
+                         {CREATE_ROUTE}; send a new key for a new request."
+                    ),
+                });
+            }
+            Decided {
+                events: Vec::new(),
+                position: None,
+            }
+        }
+        other => other?,
+    };
     if let Some(branding) = branding {
         let more = execute(
             &state,
@@ -358,10 +398,10 @@ fn logo_type(request: &HttpRequest, bytes: &[u8]) -> Result<&'static str, ApiErr
             .join(", ")
     };
     let Some((content_type, magic)) = LOGO_TYPES.iter().find(|(t, _)| *t == declared) else {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "A logo must be sent as one of: {}; got `{declared}`.",
-            accepted()
-        )));
+        return Err(ApiError::validation(
+            "logo",
+            format!("must be sent as one of {}, not `{declared}`", accepted()),
+        ));
     };
     let webp_ok = *content_type != "image/webp" || bytes.get(8..12) == Some(b"WEBP".as_slice());
     if !magic.iter().any(|m| bytes.starts_with(m)) || !webp_ok {
@@ -385,9 +425,8 @@ fn logo_type(request: &HttpRequest, bytes: &[u8]) -> Result<&'static str, ApiErr
     responses(
         (status = 200, description = "Stored", body = LogoWritten),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Larger than 1 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not an accepted image type", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The bytes are not the declared image type", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Far larger than 1 MiB: not read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Larger than 1 MiB, not an accepted image type, or bytes that are not the declared type", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(name = "upload_logo", skip_all, fields(org_id = %caller.org_id))]
@@ -400,6 +439,15 @@ pub async fn upload_logo(
     caller.require(Role::Admin)?;
     if body.is_empty() {
         return Err(ApiError::validation("logo", "the body is empty"));
+    }
+    if body.len() > MAX_LOGO_BYTES {
+        return Err(ApiError::validation(
+            "logo",
+            format!(
+                "is {} bytes; at most {MAX_LOGO_BYTES} (1 MiB) are accepted",
+                body.len()
+            ),
+        ));
     }
     let content_type = logo_type(&request, &body)?;
     let logo_id = Uuid::now_v7();
@@ -437,9 +485,9 @@ pub async fn upload_logo(
     ))
 }
 
-/// The limits of a logo upload body: larger bodies are refused with 413 before they are read.
+/// The limit of a logo upload body: far larger bodies are refused with 413 before they are read.
 pub fn logo_payload_config() -> web::PayloadConfig {
-    web::PayloadConfig::new(MAX_LOGO_BYTES)
+    web::PayloadConfig::new(MAX_LOGO_BODY)
 }
 
 /// A role named in a request body; 422 naming `field` otherwise.

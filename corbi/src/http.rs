@@ -7,6 +7,7 @@ use std::sync::Arc;
 use command_api::{AuthSettings, CommandState};
 use event_store::EventStore;
 use query_api::QueryState;
+use service::auth::session::Sessions;
 use service::readiness::{migrations_check, postgres_check};
 use service::{Application, HttpApp, Readiness, ServiceConfig};
 use sqlx::PgPool;
@@ -20,6 +21,8 @@ pub struct HttpDeps {
     pub read_pool: PgPool,
     /// Shared with the other components so `/ready` shows all of them.
     pub readiness: Readiness,
+    /// One per process, shared by both APIs, so a change either side makes is seen by both.
+    pub sessions: Sessions,
 }
 
 impl HttpDeps {
@@ -30,10 +33,11 @@ impl HttpDeps {
         );
         self.readiness
             .register("migrations", migrations_check(self.read_pool.clone()));
-        CommandState::new(
+        CommandState::with_sessions(
             self.store.clone(),
             self.read_pool.clone(),
             AuthSettings::from_config(config),
+            self.sessions.clone(),
         )
     }
 
@@ -42,7 +46,11 @@ impl HttpDeps {
             .register("read_db", postgres_check(self.read_pool.clone()));
         self.readiness
             .register("migrations", migrations_check(self.read_pool.clone()));
-        QueryState::new(self.read_pool.clone(), config.consistency_timeout)
+        QueryState::new(
+            self.read_pool.clone(),
+            config.consistency_timeout,
+            self.sessions.clone(),
+        )
     }
 }
 

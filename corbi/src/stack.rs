@@ -7,6 +7,7 @@ use backon::{ExponentialBuilder, Retryable};
 use dispatcher::{DispatchConfig, Dispatcher};
 use event_store::EventStore;
 use event_store::postgres::PgEventStore;
+use service::auth::session::Sessions;
 use service::{CheckResult, EventStoreBackend, Readiness, ServiceConfig};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -94,6 +95,7 @@ async fn up(config: ServiceConfig, pool: PgPool) -> anyhow::Result<()> {
 async fn deps(config: &ServiceConfig, read_pool: PgPool) -> anyhow::Result<HttpDeps> {
     Ok(HttpDeps {
         store: event_store(config).await?,
+        sessions: Sessions::new(read_pool.clone(), config.token_lifetimes),
         read_pool,
         readiness: Readiness::new(),
     })

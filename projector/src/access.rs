@@ -21,6 +21,9 @@ pub const MEMBERSHIPS: &str = "rm_memberships";
 pub const INVITATIONS: &str = "rm_invitations";
 pub const API_KEYS: &str = "rm_api_keys";
 
+/// The channel access changes are announced on (`service::auth::cache::CHANNEL`).
+pub const ACCESS_CHANNEL: &str = "corbi_access";
+
 const HANDLES: &[&str] = &[
     "UserRegistered",
     "UserRenamed",
@@ -134,12 +137,23 @@ impl Projection for Access {
     ) -> anyhow::Result<()> {
         let upcasters = Upcasters::default();
         let tables = Tables::of(generation);
+        let mut access_changed = false;
         for event in events {
             if let Some(user_event) = UserEvent::decode(event, &upcasters)? {
+                access_changed |= matches!(user_event, UserEvent::UserRenamed { .. });
                 apply_user(conn, &tables, event, user_event).await?;
             } else if let Some(org_event) = OrganisationEvent::decode(event, &upcasters)? {
+                access_changed = true;
                 apply_organisation(conn, &tables, event, org_event).await?;
             }
+        }
+        if access_changed {
+            // Delivered when this batch commits: every process drops what it cached about
+            // callers, so a removed member or a revoked key is refused from then on.
+            sqlx::query("SELECT pg_notify($1, 'all')")
+                .bind(ACCESS_CHANNEL)
+                .execute(conn)
+                .await?;
         }
         Ok(())
     }

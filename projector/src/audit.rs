@@ -75,7 +75,7 @@ impl Projection for Audit {
             rows.actor_id.push(id);
             rows.ip.push(event.metadata.ip.as_deref());
             rows.user_agent.push(event.metadata.user_agent.as_deref());
-            rows.data.push(&event.data);
+            rows.data.push(shown(&event.data));
             rows.recorded_at.push(event.recorded_at);
         }
         if rows.org_id.is_empty() {
@@ -117,8 +117,23 @@ struct Rows<'a> {
     actor_id: Vec<Option<String>>,
     ip: Vec<Option<&'a str>>,
     user_agent: Vec<Option<&'a str>>,
-    data: Vec<&'a serde_json::Value>,
+    data: Vec<serde_json::Value>,
     recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+/// An event's data as the audit trail shows it: without the hashes of secrets (`token_hash`,
+/// `secret_hash`), which say nothing to a reader and are nobody's business.
+fn shown(data: &serde_json::Value) -> serde_json::Value {
+    match data {
+        serde_json::Value::Object(fields) => serde_json::Value::Object(
+            fields
+                .iter()
+                .filter(|(key, _)| !key.ends_with("_hash"))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// The actor as two filterable columns: its kind and its id (a UUID, or a provider's or

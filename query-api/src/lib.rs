@@ -13,7 +13,7 @@ pub mod page;
 use std::time::Duration;
 
 use actix_web::web;
-use service::auth::session::{Sessions, TokenLifetimes};
+use service::auth::session::Sessions;
 use service::routing::read;
 use service::{Api, ApiError, HttpApp, Readiness, ServiceConfig};
 use sqlx::PgPool;
@@ -26,13 +26,16 @@ pub struct QueryState {
     pub pool: PgPool,
     /// How long a query waits for its `X-Consistency-Token` (`CORBI_CONSISTENCY_TIMEOUT_MS`).
     pub consistency_timeout: Duration,
+    /// Who callers are; shared with the command side when both run in one process.
+    pub sessions: Sessions,
 }
 
 impl QueryState {
-    pub fn new(pool: PgPool, consistency_timeout: Duration) -> Self {
+    pub fn new(pool: PgPool, consistency_timeout: Duration, sessions: Sessions) -> Self {
         Self {
             pool,
             consistency_timeout,
+            sessions,
         }
     }
 }
@@ -64,9 +67,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// Registers the query routes (`GET`/`HEAD` only) and their state on `cfg`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: QueryState) {
-    // Reading needs no token lifetimes: they only matter when tokens are issued.
-    let sessions = Sessions::new(state.pool.clone(), TokenLifetimes::default());
-    cfg.app_data(web::Data::new(sessions))
+    cfg.app_data(web::Data::new(state.sessions.clone()))
         .app_data(web::Data::new(state))
         .service(web::resource(event_stats::PATH).route(read().to(event_stats::event_stats)))
         .service(web::resource(me::ME).route(read().to(me::me)))

@@ -168,9 +168,6 @@ pub enum ApiError {
     /// The thing existed but can no longer be used (an expired or used invitation): 410.
     #[error("gone: {0}")]
     Gone(String),
-    /// The body's media type is not one this route accepts: 415.
-    #[error("unsupported media type: {0}")]
-    UnsupportedMediaType(String),
     /// Too many attempts; the client may try again after `retry_after`: 429.
     #[error("too many requests: {detail}")]
     TooManyRequests {
@@ -220,9 +217,6 @@ impl ApiError {
             ApiError::Unauthorized(detail) => Problem::new(StatusCode::UNAUTHORIZED).detail(detail),
             ApiError::Forbidden(detail) => Problem::new(StatusCode::FORBIDDEN).detail(detail),
             ApiError::Gone(detail) => Problem::new(StatusCode::GONE).detail(detail),
-            ApiError::UnsupportedMediaType(detail) => {
-                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE).detail(detail)
-            }
             ApiError::NotFound(detail) => Problem::new(StatusCode::NOT_FOUND).detail(detail),
             ApiError::TooManyRequests {
                 detail,

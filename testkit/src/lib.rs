@@ -110,16 +110,14 @@ impl TestStack {
         readiness.register("event_store", command_api::event_store_check(store.clone()));
         readiness.register("read_db", postgres_check(db.pool.clone()));
         readiness.register("migrations", migrations_check(db.pool.clone()));
+        let commands = CommandState::new(store.clone(), db.pool.clone(), options.auth);
         let app = HttpApp::split_by_method(
             query_api::api(QueryState::new(
                 db.pool.clone(),
                 options.consistency_timeout,
+                commands.sessions.clone(),
             )),
-            command_api::api(CommandState::new(
-                store.clone(),
-                db.pool.clone(),
-                options.auth,
-            )),
+            command_api::api(commands),
             readiness,
         );
         TestStack {
@@ -135,16 +133,14 @@ impl TestStack {
     pub fn server_with_store(&self, store: Arc<dyn EventStore>) -> TestServer {
         let readiness = Readiness::new();
         readiness.register("event_store", command_api::event_store_check(store.clone()));
+        let commands = CommandState::new(store, self.db.pool.clone(), AuthSettings::default());
         TestServer::start(HttpApp::split_by_method(
             query_api::api(QueryState::new(
                 self.db.pool.clone(),
                 Duration::from_secs(10),
+                commands.sessions.clone(),
             )),
-            command_api::api(CommandState::new(
-                store,
-                self.db.pool.clone(),
-                AuthSettings::default(),
-            )),
+            command_api::api(commands),
             readiness,
         ))
     }

@@ -576,7 +576,8 @@ async fn branding_and_logo_are_validated_stored_and_served() {
         .send()
         .await
         .unwrap();
-    problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["errors"][0]["field"], "logo");
     let response = upload("image/png", b"GIF89a....".to_vec())
         .send()
         .await
@@ -586,6 +587,12 @@ async fn branding_and_logo_are_validated_stored_and_served() {
     let mut huge = png.clone();
     huge.resize(1024 * 1024 + 1, 0);
     let response = upload("image/png", huge).send().await.unwrap();
+    let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["errors"][0]["field"], "logo");
+    let response = upload("image/png", vec![0; 5 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
     problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
     let response = upload("image/png", png.clone()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -816,4 +823,102 @@ async fn users_list_and_revoke_their_sessions_and_a_password_change_ends_them_al
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn creating_an_organisation_with_an_idempotency_key_is_safe_to_retry() {
+    let stack = TestStack::spawn().await;
+    let ada = stack.sign_up("ada@example.com").await;
+    let create = |name: &str| {
+        stack
+            .request(Method::POST, "/api/v1/organisations", &(&ada).into(), None)
+            .header("Idempotency-Key", "org-1")
+            .json(&json!({"name": name}))
+            .send()
+    };
+    let first: serde_json::Value = create("Acme").await.unwrap().json().await.unwrap();
+    let retry = create("Acme").await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    let retry: serde_json::Value = retry.json().await.unwrap();
+    assert_eq!(retry["organisation_id"], first["organisation_id"]);
+    let (_, me) = stack
+        .call(Method::GET, "/api/v1/me", &(&ada).into(), None, None)
+        .await;
+    assert_eq!(me["organisations"].as_array().unwrap().len(), 1);
+    let other = create("Other").await.unwrap();
+    let body = problem(other, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["type"], "urn:corbi:problem:idempotency-key-reused");
+}
+
+/// `GET path` on `server` with `who`'s credentials, until it answers `status` (within two
+/// seconds): how long another process may take to hear of a change.
+async fn eventually(
+    server: &service::testing::TestServer,
+    path: &str,
+    who: &As,
+    status: StatusCode,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let mut request = server.client.get(server.url(path));
+        request = match who {
+            As::User(user) => request.bearer_auth(&user.access_token),
+            As::ApiKey(key) => request.header("X-API-Key", key),
+            As::Nobody => request,
+        };
+        let answered = request.send().await.unwrap().status();
+        if answered == status {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} still answers {answered}, not {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn another_process_stops_accepting_ended_sessions_and_revoked_keys() {
+    let stack = TestStack::spawn().await;
+    // A second process over the same database, with a cache of its own.
+    let other = stack.server_with_store(stack.store.clone());
+    let ada = stack.sign_up("ada@example.com").await;
+    let org = stack.create_org(&ada, "Acme").await;
+    let (key_id, secret) = stack.api_key(&ada, org, "viewer").await;
+    let (user, key) = (As::User(ada.clone()), As::ApiKey(secret));
+    // Both credentials are now known (and cached) over there.
+    eventually(&other, "/api/v1/me", &user, StatusCode::OK).await;
+    eventually(&other, "/api/v1/organisation", &key, StatusCode::OK).await;
+
+    let (status, _) = stack
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/api-keys/{key_id}"),
+            &user,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    eventually(
+        &other,
+        "/api/v1/organisation",
+        &key,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    let (status, _) = stack
+        .call(Method::POST, "/api/v1/auth/sign-out", &user, None, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    eventually(&other, "/api/v1/me", &user, StatusCode::UNAUTHORIZED).await;
+    eventually(
+        &other,
+        "/api/v1/organisation",
+        &user,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 }

@@ -13,9 +13,11 @@ use std::pin::Pin;
 
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
+use chrono::{DateTime, Utc};
 use events::{Actor, Metadata, Role};
 use uuid::Uuid;
 
+use super::cache::{Key, Value};
 use super::secret::{self, Kind};
 use super::session::{Client, Sessions};
 use super::{bearer_token, client};
@@ -133,7 +135,40 @@ fn parse_role(text: &str) -> Result<Role, ApiError> {
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("unknown role {text:?} in the read model")))
 }
 
-/// A user's session and their membership, in one round trip.
+/// The caller `key` was resolved to before, if the cache still holds it.
+fn cached(sessions: &Sessions, key: &Key) -> Option<(Uuid, Role, Actor)> {
+    match sessions.cache().get(key)? {
+        Value::Caller {
+            org_id,
+            role,
+            actor,
+        } => Some((org_id, role, actor)),
+        _ => None,
+    }
+}
+
+fn remember(
+    sessions: &Sessions,
+    key: Key,
+    expires_at: Option<DateTime<Utc>>,
+    (org_id, role, actor): &(Uuid, Role, Actor),
+) {
+    let user_id = match actor {
+        Actor::User { id } => Some(*id),
+        _ => None,
+    };
+    let value = Value::Caller {
+        org_id: *org_id,
+        role: *role,
+        actor: actor.clone(),
+    };
+    sessions.cache().insert(key, user_id, expires_at, value);
+}
+
+/// A live session's user and expiry, beside one of the user's memberships (if any).
+type MembershipRow = (Uuid, DateTime<Utc>, Option<Uuid>, Option<String>);
+
+/// A user's session and their membership, in one round trip (none when cached).
 async fn by_session(
     sessions: &Sessions,
     token: &str,
@@ -147,25 +182,32 @@ async fn by_session(
     if !secret::is_shaped_like(token, Kind::AccessToken) {
         return Err(invalid());
     }
-    let rows: Vec<(Uuid, Option<Uuid>, Option<String>)> = sqlx::query_as(
-        "SELECT s.user_id, m.org_id, m.role
+    let hash = secret::hash(token);
+    let key = Key::Caller(hash.clone(), org);
+    if let Some(caller) = cached(sessions, &key) {
+        return Ok(caller);
+    }
+    let rows: Vec<MembershipRow> = sqlx::query_as(
+        "SELECT s.user_id, s.access_expires_at, m.org_id, m.role
          FROM sessions s
          LEFT JOIN rm_memberships m
                 ON m.user_id = s.user_id AND ($2::uuid IS NULL OR m.org_id = $2)
          WHERE s.access_hash = $1 AND s.ended_at IS NULL AND s.access_expires_at > now()
          LIMIT 2",
     )
-    .bind(secret::hash(token))
+    .bind(&hash)
     .bind(org)
     .fetch_all(sessions.pool())
     .await
     .map_err(read_model_error)?;
     match rows.as_slice() {
         [] => Err(invalid()),
-        [(user_id, Some(org_id), Some(role))] => {
-            Ok((*org_id, parse_role(role)?, Actor::User { id: *user_id }))
+        [(user_id, expires_at, Some(org_id), Some(role))] => {
+            let caller = (*org_id, parse_role(role)?, Actor::User { id: *user_id });
+            remember(sessions, key, Some(*expires_at), &caller);
+            Ok(caller)
         }
-        [(_, None, _)] if org.is_none() => Err(ApiError::NotFound(
+        [(_, _, None, _)] if org.is_none() => Err(ApiError::NotFound(
             "You belong to no organisation yet: create one or accept an invitation.".into(),
         )),
         [_] => Err(no_such_organisation()),
@@ -184,11 +226,16 @@ async fn by_api_key(
     if !secret::is_shaped_like(key, Kind::ApiKey) {
         return Err(invalid());
     }
+    let hash = secret::hash(key);
+    let cache_key = Key::Caller(hash.clone(), org);
+    if let Some(caller) = cached(sessions, &cache_key) {
+        return Ok(caller);
+    }
     let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
         "SELECT key_id, org_id, role FROM rm_api_keys
          WHERE secret_hash = $1 AND revoked_at IS NULL",
     )
-    .bind(secret::hash(key))
+    .bind(&hash)
     .fetch_optional(sessions.pool())
     .await
     .map_err(read_model_error)?;
@@ -196,7 +243,8 @@ async fn by_api_key(
     if org.is_some_and(|wanted| wanted != org_id) {
         return Err(no_such_organisation());
     }
-    // At most one write a minute per key: "last used" is for people, not an access log.
+    // At most one write a minute per key (and none while the key is cached): "last used" is
+    // for people, not an access log.
     sqlx::query(
         "INSERT INTO api_key_usage (key_id, last_used_at) VALUES ($1, now())
          ON CONFLICT (key_id) DO UPDATE SET last_used_at = now()
@@ -206,5 +254,7 @@ async fn by_api_key(
     .execute(sessions.pool())
     .await
     .map_err(read_model_error)?;
-    Ok((org_id, parse_role(&role)?, Actor::ApiKey { id: key_id }))
+    let caller = (org_id, parse_role(&role)?, Actor::ApiKey { id: key_id });
+    remember(sessions, cache_key, None, &caller);
+    Ok(caller)
 }

@@ -2,6 +2,7 @@
 //! links and API keys ([`secret`]), sessions ([`session`]), and the extractors that turn a
 //! request's credentials into a caller.
 
+pub mod cache;
 pub mod caller;
 pub mod password;
 pub mod secret;

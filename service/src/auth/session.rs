@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::cache::{AccessCache, Key, Value};
 use super::secret::{self, Kind, Secret};
 
 /// How long tokens live.
@@ -71,16 +72,36 @@ pub enum Refreshed {
     },
 }
 
-/// The `sessions` table.
+/// The `sessions` table, and the process's cache of what credentials resolve to.
 #[derive(Clone)]
 pub struct Sessions {
     pool: PgPool,
     lifetimes: TokenLifetimes,
+    cache: AccessCache,
 }
 
 impl Sessions {
+    /// Sessions over `pool`. Call it once per process (inside the Tokio runtime) and share the
+    /// result: it follows access changes on a connection of its own.
     pub fn new(pool: PgPool, lifetimes: TokenLifetimes) -> Self {
-        Self { pool, lifetimes }
+        let cache = AccessCache::default();
+        cache.spawn_listener(pool.clone());
+        Self {
+            pool,
+            lifetimes,
+            cache,
+        }
+    }
+
+    /// The same sessions and cache, issuing tokens with other lifetimes.
+    pub fn with_lifetimes(mut self, lifetimes: TokenLifetimes) -> Self {
+        self.lifetimes = lifetimes;
+        self
+    }
+
+    /// What credentials resolve to, as far as this process knows.
+    pub fn cache(&self) -> &AccessCache {
+        &self.cache
     }
 
     /// The database holding the sessions (and the read models callers are resolved against).
@@ -104,17 +125,31 @@ impl Sessions {
         if !secret::is_shaped_like(access_token, Kind::AccessToken) {
             return Ok(None);
         }
-        let row: Option<(Uuid, Uuid, Uuid)> = sqlx::query_as(
-            "SELECT session_id, family_id, user_id FROM sessions
+        let hash = secret::hash(access_token);
+        let key = Key::Session(hash.clone());
+        if let Some(Value::Session(session)) = self.cache.get(&key) {
+            return Ok(Some(session));
+        }
+        let row: Option<(Uuid, Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT session_id, family_id, user_id, access_expires_at FROM sessions
              WHERE access_hash = $1 AND ended_at IS NULL AND access_expires_at > now()",
         )
-        .bind(secret::hash(access_token))
+        .bind(&hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(session_id, family_id, user_id)| Session {
-            session_id,
-            family_id,
-            user_id,
+        Ok(row.map(|(session_id, family_id, user_id, expires_at)| {
+            let session = Session {
+                session_id,
+                family_id,
+                user_id,
+            };
+            self.cache.insert(
+                key,
+                Some(user_id),
+                Some(expires_at),
+                Value::Session(session),
+            );
+            session
         }))
     }
 
@@ -139,6 +174,7 @@ impl Sessions {
         if rotated {
             end_family(&mut tx, family_id).await?;
             tx.commit().await?;
+            self.cache.forget_user(user_id);
             return Ok(Refreshed::Reused { user_id, family_id });
         }
         if ended || expired {
@@ -152,18 +188,13 @@ impl Sessions {
         .await?;
         let issued = issue(&mut tx, self.lifetimes, user_id, family_id, client).await?;
         tx.commit().await?;
+        self.cache.forget_user(user_id);
         Ok(Refreshed::Issued { user_id, issued })
     }
 
-    /// Ends every live token pair of a family (sign-out, revocation).
-    pub async fn end_family(&self, family_id: Uuid) -> anyhow::Result<u64> {
-        let mut conn = self.pool.acquire().await?;
-        end_family(&mut conn, family_id).await
-    }
-
-    /// Ends a family if it is `user_id`'s (a user revoking one of their sessions); 0 when it is
-    /// not theirs or has ended already.
-    pub async fn end_family_of(&self, user_id: Uuid, family_id: Uuid) -> anyhow::Result<u64> {
+    /// Ends every live token pair of `user_id`'s family `family_id` (sign-out, revocation);
+    /// 0 when it is not theirs or has ended already.
+    pub async fn end_family(&self, user_id: Uuid, family_id: Uuid) -> anyhow::Result<u64> {
         let ended = sqlx::query(
             "UPDATE sessions SET ended_at = now()
              WHERE family_id = $1 AND user_id = $2 AND ended_at IS NULL",
@@ -172,6 +203,7 @@ impl Sessions {
         .bind(user_id)
         .execute(&self.pool)
         .await?;
+        self.cache.forget_user(user_id);
         Ok(ended.rows_affected())
     }
 
@@ -183,6 +215,7 @@ impl Sessions {
         .bind(user_id)
         .execute(&self.pool)
         .await?;
+        self.cache.forget_user(user_id);
         Ok(ended.rows_affected())
     }
 }
