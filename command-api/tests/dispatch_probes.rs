@@ -52,6 +52,15 @@ impl TestApp {
         request.send().await.expect("answered")
     }
 
+    /// Every event in the log. (The store's head trails transactions still open elsewhere,
+    /// like the projector's, so it cannot tell whether something was just appended.)
+    async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.stack.db.pool)
+            .await
+            .unwrap()
+    }
+
     async fn events_in(&self, probe_id: Uuid) -> Vec<event_store::RecordedEvent> {
         self.store()
             .read_stream(
@@ -116,12 +125,12 @@ async fn a_retry_with_the_same_key_returns_the_first_result_and_appends_nothing(
     let app = TestApp::spawn().await;
     let body = json!({"channel": "test"});
     let first = accepted(app.post_probe(body.clone(), Some("key-1")).await).await;
-    let head = app.store().head().await.unwrap();
+    let count = app.event_count().await;
     let retry = accepted(app.post_probe(body.clone(), Some("key-1")).await).await;
     assert_eq!(retry, first);
     assert_eq!(
-        app.store().head().await.unwrap(),
-        head,
+        app.event_count().await,
+        count,
         "the retry appended something"
     );
     assert_eq!(app.events_in(first.probe_id).await.len(), 1);
@@ -163,7 +172,7 @@ async fn the_same_key_with_another_body_is_422() {
 #[tokio::test]
 async fn bad_requests_are_problems_and_append_nothing() {
     let app = TestApp::spawn().await;
-    let head = app.store().head().await.unwrap();
+    let count = app.event_count().await;
 
     let body = problem(
         app.post_probe(json!({"channel": "carrier-pigeon"}), None)
@@ -221,11 +230,7 @@ async fn bad_requests_are_problems_and_append_nothing() {
     assert_eq!(get.headers().get("allow").unwrap(), "POST");
     problem(get, StatusCode::METHOD_NOT_ALLOWED).await;
 
-    assert_eq!(
-        app.store().head().await.unwrap(),
-        head,
-        "nothing was appended"
-    );
+    assert_eq!(app.event_count().await, count, "nothing was appended");
 }
 
 #[tokio::test]
