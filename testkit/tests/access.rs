@@ -922,3 +922,58 @@ async fn another_process_stops_accepting_ended_sessions_and_revoked_keys() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn invitations_and_keys_name_every_bad_field() {
+    let stack = TestStack::spawn().await;
+    let ada = stack.sign_up("ada@example.com").await;
+    let org = stack.create_org(&ada, "Acme").await;
+    let admin: As = (&ada).into();
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            "/api/v1/invitations",
+            &admin,
+            Some(org),
+            Some(json!({"email": "not an email", "role": "owner"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["email", "role"]);
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            "/api/v1/api-keys",
+            &admin,
+            Some(org),
+            Some(json!({"name": "", "role": "staff"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "name");
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            "/api/v1/invitations",
+            &admin,
+            Some(org),
+            Some(json!({"email": "ada@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "role");
+    let (_, list) = stack
+        .call(Method::GET, "/api/v1/invitations", &admin, Some(org), None)
+        .await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "nothing was written"
+    );
+}
