@@ -40,6 +40,10 @@ pub struct Metadata {
     pub ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// The person whose data key seals the event's personal fields (`events::personal`), e.g.
+    /// the contact it is about; erasing that key makes those fields unreadable for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Uuid>,
 }
 
 /// An event about to be appended.
