@@ -2,6 +2,7 @@
 //! with the version read — and on a concurrent change, load and decide again.
 
 use domain::Aggregate;
+use event_store::data_keys::{DataKeyError, DataKeys};
 use event_store::{Direction, EventStore, ExpectedVersion, StoreError};
 use events::{Metadata, NewEvent, Position, RecordedEvent, TypedEvent, Upcasters};
 use service::ApiError;
@@ -62,6 +63,38 @@ pub async fn load<A: Aggregate>(
         }
     }
     Ok((state, version))
+}
+
+/// A stream whose events carry sealed personal fields, opened with their subject's key (fields
+/// of an erased subject read as erased), folded; with its version and the organisation its
+/// first event belongs to.
+pub async fn load_opened<A: Aggregate>(
+    store: &dyn EventStore,
+    keys: &DataKeys,
+    stream: &str,
+) -> Result<(A, Option<u64>, Option<Uuid>), ApiError> {
+    let mut recorded: Vec<RecordedEvent> = store
+        .read_stream(stream, None, Direction::Forwards, usize::MAX)
+        .await
+        .map_err(|e| store_error(e, "reading a stream"))?;
+    let version = recorded.last().map(|e| e.version);
+    let org_id = recorded.first().map(|e| e.org_id);
+    for event in &mut recorded {
+        keys.open_event(event).await.map_err(|e| match e {
+            DataKeyError::Database(error) => crate::db_error(error, "reading a data key"),
+            other => ApiError::Internal(anyhow::Error::new(other).context("opening an event")),
+        })?;
+    }
+    let upcasters = Upcasters::default();
+    let mut state = A::default();
+    for event in &recorded {
+        let decoded = A::Event::decode(event, &upcasters)
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("decoding an event")))?;
+        if let Some(decoded) = decoded {
+            state = state.evolve(&decoded);
+        }
+    }
+    Ok((state, version, org_id))
 }
 
 /// Loads `stream`, decides `command` and appends what it decided, again when another writer got

@@ -8,8 +8,10 @@ pub mod account;
 pub mod aggregate;
 pub mod api_keys;
 pub mod auth;
+pub mod contacts;
 pub mod dispatch_probes;
 pub mod idempotency;
+pub mod identities;
 pub mod invitations;
 pub mod members;
 pub mod organisations;
@@ -20,8 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, HttpResponseBuilder, web};
+use event_store::data_keys::DataKeys;
 use event_store::{EventStore, StoreError};
-use events::Position;
+use events::{Keyring, Position};
 use serde::Serialize;
 use service::auth::session::{Sessions, TokenLifetimes};
 use service::{Api, ApiError, CheckResult, HttpApp, Readiness, ServiceConfig};
@@ -36,6 +39,8 @@ pub struct CommandState {
     pub pool: PgPool,
     pub sessions: Sessions,
     pub auth: AuthSettings,
+    /// Seal personal fields before they are appended, and open them when streams are read.
+    pub data_keys: DataKeys,
 }
 
 /// The deployment's choices about accounts.
@@ -85,9 +90,16 @@ impl CommandState {
         Self {
             store,
             sessions: sessions.with_lifetimes(auth.token_lifetimes),
+            data_keys: DataKeys::new(pool.clone(), Arc::new(Keyring::development())),
             pool,
             auth,
         }
+    }
+
+    /// Data keys wrapped under `keyring` (`CORBI_MASTER_KEY`) instead of the development key.
+    pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
+        self.data_keys = DataKeys::new(self.pool.clone(), keyring);
+        self
     }
 
     /// Waits, bounded, until the `access` read model has the write at `position`, so the next
@@ -163,6 +175,11 @@ pub(crate) fn db_error(error: sqlx::Error, doing: &'static str) -> ApiError {
         invitations::accept,
         api_keys::create,
         api_keys::revoke,
+        contacts::create,
+        contacts::update,
+        contacts::change_status,
+        contacts::delete,
+        contacts::restore,
     ),
     tags(
         (name = "dispatch probes", description = "End-to-end checks of the dispatch pipeline"),
@@ -171,6 +188,7 @@ pub(crate) fn db_error(error: sqlx::Error, doing: &'static str) -> ApiError {
         (name = "members", description = "Members of an organisation and their roles"),
         (name = "invitations", description = "Invitations to join an organisation"),
         (name = "api keys", description = "Keys for server-to-server calls"),
+        (name = "contacts", description = "People across WhatsApp, email, Telegram and Instagram"),
     )
 )]
 struct CommandDoc;
@@ -219,7 +237,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: CommandState) {
             web::resource(invitations::INVITATION).route(web::delete().to(invitations::revoke)),
         )
         .service(web::resource(api_keys::API_KEYS).route(web::post().to(api_keys::create)))
-        .service(web::resource(api_keys::API_KEY).route(web::delete().to(api_keys::revoke)));
+        .service(web::resource(api_keys::API_KEY).route(web::delete().to(api_keys::revoke)))
+        .service(web::resource(contacts::CONTACTS).route(web::post().to(contacts::create)))
+        .service(
+            web::resource(contacts::CONTACT)
+                .route(web::patch().to(contacts::update))
+                .route(web::delete().to(contacts::delete)),
+        )
+        .service(web::resource(contacts::STATUS).route(web::post().to(contacts::change_status)))
+        .service(web::resource(contacts::RESTORE).route(web::post().to(contacts::restore)));
 }
 
 /// The command side as a mountable API.

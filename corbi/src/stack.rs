@@ -6,6 +6,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use dispatcher::{DispatchConfig, Dispatcher};
 use event_store::EventStore;
+use event_store::data_keys::DataKeys;
 use event_store::postgres::PgEventStore;
 use service::auth::session::Sessions;
 use service::{CheckResult, EventStoreBackend, Readiness, ServiceConfig};
@@ -40,10 +41,11 @@ pub async fn run(command: Command, config: ServiceConfig) -> anyhow::Result<()> 
         Command::Projector => {
             let store = event_store(&config).await?;
             let (stop, shutdown) = watch::channel(false);
+            let projections = projector::all(&data_keys(&config, &pool));
             let projector = tokio::spawn(projector::run(
                 store,
                 pool,
-                projector::all(),
+                projections,
                 projector::ProjectorConfig::default(),
                 shutdown,
             ));
@@ -77,10 +79,11 @@ async fn up(config: ServiceConfig, pool: PgPool) -> anyhow::Result<()> {
         }
     });
     let (stop, shutdown) = watch::channel(false);
+    let projections = projector::all(&data_keys(&config, &pool));
     let projector = tokio::spawn(projector::run(
         deps.store.clone(),
         pool,
-        projector::all(),
+        projections,
         projector::ProjectorConfig::default(),
         shutdown,
     ));
@@ -90,6 +93,11 @@ async fn up(config: ServiceConfig, pool: PgPool) -> anyhow::Result<()> {
     dispatcher.stop().await;
     projector.await?;
     served
+}
+
+/// The data keys that seal and open personal fields, under the configured master key.
+fn data_keys(config: &ServiceConfig, pool: &PgPool) -> DataKeys {
+    DataKeys::new(pool.clone(), config.master_key.clone())
 }
 
 async fn deps(config: &ServiceConfig, read_pool: PgPool) -> anyhow::Result<HttpDeps> {
@@ -189,7 +197,7 @@ async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 }
 
 async fn replay(config: &ServiceConfig, pool: PgPool, name: &str) -> anyhow::Result<()> {
-    let projections = projector::all();
+    let projections = projector::all(&data_keys(config, &pool));
     let Some(projection) = projections.iter().find(|p| p.name() == name) else {
         let known: Vec<_> = projections.iter().map(|p| p.name()).collect();
         anyhow::bail!("no projection named {name:?}; known: {}", known.join(", "));

@@ -2,6 +2,7 @@
 //! `decide(state, command)` turns a command into new events or a domain error. No IO: the
 //! command API and the dispatcher load a stream, decide, and append with the version they read.
 
+pub mod contact;
 pub mod organisation;
 pub mod probe;
 pub mod reservation;

@@ -5,6 +5,7 @@
 //! [`memory::MemoryEventStore`] the one for unit tests. The same contract suite
 //! (`tests/contract.rs`) runs against each of them.
 
+pub mod data_keys;
 mod error;
 pub mod memory;
 pub mod postgres;

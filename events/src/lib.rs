@@ -4,8 +4,10 @@
 //!
 //! Pure serde, no IO.
 
+pub mod contact;
 mod envelope;
 pub mod organisation;
+pub mod personal;
 mod position;
 pub mod probe;
 pub mod reservation;
@@ -27,7 +29,11 @@ pub const DISPATCH_CHANNELS: &[&str] = &[
 ];
 
 pub use envelope::{Actor, Metadata, NewEvent, RecordedEvent, stream_category};
+pub use personal::{DataKey, Keyring, Personal};
 pub use position::{Position, PositionParseError};
 pub use typed::{DecodeError, TypedEvent};
 pub use upcast::{UpcastError, Upcaster, Upcasters};
-pub use values::{Email, EmailError, Role, RoleError};
+pub use values::{
+    Email, EmailError, InstagramId, InstagramIdError, PhoneE164, PhoneError, Role, RoleError, Tag,
+    TagError, TelegramChatId, TelegramChatIdError,
+};

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod contacts;
 mod event_stats;
 mod lag;
 mod registry;
@@ -21,6 +22,7 @@ use sqlx::PgConnection;
 
 pub use access::Access;
 pub use audit::Audit;
+pub use contacts::Contacts;
 pub use event_stats::EventStats;
 pub use lag::{ProjectionLag, lag};
 pub use registry::{ProjectionStatus, checkpoint_name, status};
@@ -57,12 +59,13 @@ pub trait Projection: Send + Sync + 'static {
     ) -> anyhow::Result<()>;
 }
 
-/// Every projection Corbi runs.
-pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+/// Every projection Corbi runs; `keys` open the personal fields of the events they read.
+pub fn all(keys: &event_store::data_keys::DataKeys) -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(EventStats),
         std::sync::Arc::new(Access),
         std::sync::Arc::new(Audit),
+        std::sync::Arc::new(Contacts::new(keys.clone())),
     ]
 }
 

@@ -5,6 +5,7 @@
 //! `service::HttpApp::split_by_method`).
 
 pub mod audit;
+pub mod contacts;
 pub mod event_stats;
 pub mod me;
 pub mod organisation;
@@ -52,6 +53,9 @@ impl QueryState {
         organisation::invitations,
         organisation::api_keys,
         audit::audit,
+        contacts::list,
+        contacts::detail,
+        contacts::timeline,
     ),
     tags(
         (name = "monitoring", description = "What happens in an organisation's event log"),
@@ -81,7 +85,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: QueryState) {
             web::resource(organisation::INVITATIONS).route(read().to(organisation::invitations)),
         )
         .service(web::resource(organisation::API_KEYS).route(read().to(organisation::api_keys)))
-        .service(web::resource(audit::PATH).route(read().to(audit::audit)));
+        .service(web::resource(audit::PATH).route(read().to(audit::audit)))
+        .service(web::resource(contacts::CONTACTS).route(read().to(contacts::list)))
+        .service(web::resource(contacts::CONTACT).route(read().to(contacts::detail)))
+        .service(web::resource(contacts::TIMELINE).route(read().to(contacts::timeline)));
 }
 
 /// The projection memberships, organisations and API keys are read from.

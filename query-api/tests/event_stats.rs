@@ -24,7 +24,7 @@ struct TestApp {
 impl TestApp {
     async fn spawn(consistency_timeout: Duration) -> TestApp {
         let stack = TestStack::spawn_with_options(Options {
-            projections: vec![Arc::new(projector::Access)],
+            projections: Some(vec![Arc::new(projector::Access)]),
             consistency_timeout,
             ..Options::default()
         })

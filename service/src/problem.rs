@@ -177,6 +177,10 @@ pub enum ApiError {
     /// The request conflicts with the current state (e.g. a concurrent change): 409.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A value that must be unique (an email, a phone number…) belongs to `holder`: 409 naming
+    /// the field and the holder.
+    #[error("{field} is taken by {holder}")]
+    Taken { field: String, holder: uuid::Uuid },
     /// A dependency is down or too slow; worth retrying after the given delay: 503.
     #[error("unavailable: {detail}")]
     Unavailable {
@@ -225,6 +229,16 @@ impl ApiError {
                 .detail(detail)
                 .retry_after(*retry_after),
             ApiError::Conflict(detail) => Problem::new(StatusCode::CONFLICT).detail(detail),
+            ApiError::Taken { field, holder } => Problem::typed(
+                StatusCode::CONFLICT,
+                "identity-taken",
+                "A unique value belongs to another record",
+            )
+            .detail(format!("{field}: belongs to {holder}"))
+            .errors(vec![FieldError::new(
+                field.clone(),
+                format!("belongs to {holder}"),
+            )]),
             ApiError::Unavailable {
                 detail,
                 retry_after,

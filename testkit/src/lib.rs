@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use command_api::{AuthSettings, CommandState};
 use event_store::EventStore;
+use event_store::data_keys::DataKeys;
 use event_store::postgres::PgEventStore;
+use events::Keyring;
 use projector::Projection;
 use query_api::QueryState;
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -56,9 +58,9 @@ impl From<&User> for As {
 /// How a stack is set up.
 pub struct Options {
     pub auth: AuthSettings,
-    /// The projections the projector runs (all of them by default); a test that stands in for
+    /// The projections the projector runs (`None`: all of them); a test that stands in for
     /// one itself leaves it out.
-    pub projections: Vec<Arc<dyn Projection>>,
+    pub projections: Option<Vec<Arc<dyn Projection>>>,
     /// How long queries wait for an `X-Consistency-Token`.
     pub consistency_timeout: Duration,
 }
@@ -70,7 +72,7 @@ impl Default for Options {
                 access_wait: Duration::from_secs(10),
                 ..AuthSettings::default()
             },
-            projections: projector::all(),
+            projections: None,
             consistency_timeout: Duration::from_secs(10),
         }
     }
@@ -99,10 +101,12 @@ impl TestStack {
             .expect("test database");
         let store = Arc::new(PgEventStore::connect(&db.url, 8).expect("store connects"));
         let (stop, stopped) = watch::channel(false);
+        let keys = DataKeys::new(db.pool.clone(), Arc::new(Keyring::development()));
+        let projections = options.projections.unwrap_or_else(|| projector::all(&keys));
         tokio::spawn(projector::run(
             store.clone(),
             db.pool.clone(),
-            options.projections,
+            projections,
             projector::ProjectorConfig::default(),
             stopped,
         ));

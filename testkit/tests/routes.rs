@@ -24,7 +24,7 @@ enum Guard {
 }
 
 use Guard::{Org, Public, User as SignedIn};
-use events::Role::{Admin, Viewer};
+use events::Role::{Admin, Staff, Viewer};
 
 const ROUTES: &[(&str, &str, Guard)] = &[
     ("POST", "/api/v1/auth/register", Public),
@@ -58,6 +58,14 @@ const ROUTES: &[(&str, &str, Guard)] = &[
     ("GET", "/api/v1/audit", Org(Admin)),
     ("GET", "/api/v1/event-stats", Org(Viewer)),
     ("POST", "/api/v1/dispatch-probes", Org(Admin)),
+    ("POST", "/api/v1/contacts", Org(Staff)),
+    ("GET", "/api/v1/contacts", Org(Viewer)),
+    ("GET", "/api/v1/contacts/{contact_id}", Org(Viewer)),
+    ("PATCH", "/api/v1/contacts/{contact_id}", Org(Staff)),
+    ("DELETE", "/api/v1/contacts/{contact_id}", Org(Admin)),
+    ("GET", "/api/v1/contacts/{contact_id}/timeline", Org(Viewer)),
+    ("POST", "/api/v1/contacts/{contact_id}/status", Org(Staff)),
+    ("POST", "/api/v1/contacts/{contact_id}/restore", Org(Admin)),
 ];
 
 fn documented_routes() -> BTreeSet<(String, String)> {
@@ -111,6 +119,7 @@ struct World {
     invitation_token: String,
     key_id: Uuid,
     viewer_session: Uuid,
+    contact_id: Uuid,
 }
 
 async fn world() -> World {
@@ -124,6 +133,16 @@ async fn world() -> World {
         .invite(&admin, org_a, "later@a.example", "staff")
         .await;
     let (key_id, _) = stack.api_key(&admin, org_a, "staff").await;
+    let (status, contact) = stack
+        .call(
+            Method::POST,
+            "/api/v1/contacts",
+            &(&admin).into(),
+            Some(org_a),
+            Some(json!({"full_name": "Someone of A", "email": "someone@a.example"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{contact}");
     let outsider = stack.sign_up("admin@b.example").await;
     stack.create_org(&outsider, "B").await;
     let (status, sessions) = stack
@@ -146,6 +165,7 @@ async fn world() -> World {
         invitation_token: invitation["token"].as_str().unwrap().to_owned(),
         key_id,
         viewer_session: sessions[0]["session_id"].as_str().unwrap().parse().unwrap(),
+        contact_id: contact["contact_id"].as_str().unwrap().parse().unwrap(),
         viewer,
         outsider,
         stack,
@@ -160,6 +180,7 @@ impl World {
             .replace("{invitation_id}", &self.invitation_id.to_string())
             .replace("{key_id}", &self.key_id.to_string())
             .replace("{session_id}", &self.viewer_session.to_string())
+            .replace("{contact_id}", &self.contact_id.to_string())
     }
 
     /// A body the route would accept, so that only the caller decides the answer.
@@ -176,6 +197,9 @@ impl World {
             ("POST", "/api/v1/invitations") => json!({"email": "x@a.example", "role": "staff"}),
             ("POST", "/api/v1/api-keys") => json!({"name": "k", "role": "viewer"}),
             ("POST", "/api/v1/dispatch-probes") => json!({"channel": "test"}),
+            ("POST", "/api/v1/contacts") => json!({"full_name": "New person"}),
+            ("PATCH", "/api/v1/contacts/{contact_id}") => json!({"full_name": "Renamed"}),
+            ("POST", "/api/v1/contacts/{contact_id}/status") => json!({"status": "blocked"}),
             (_, _) => return None,
         };
         Some(body)

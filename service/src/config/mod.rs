@@ -6,7 +6,10 @@ mod parse;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use events::personal::Keyring;
 
 pub use parse::redact_url;
 use parse::{parse_addr, parse_name_prefix, parse_number, parse_postgres_url, parse_url};
@@ -76,6 +79,9 @@ pub struct ServiceConfig {
     pub trust_forwarded: bool,
     /// `CORBI_ACCESS_TOKEN_TTL_SECS` and `CORBI_REFRESH_TOKEN_TTL_SECS`.
     pub token_lifetimes: crate::auth::session::TokenLifetimes,
+    /// `CORBI_MASTER_KEY`: the master keys that wrap the data keys of personal data, the first
+    /// wrapping and every one unwrapping (rotation); the public development key when unset.
+    pub master_key: Arc<Keyring>,
 }
 
 impl fmt::Debug for ServiceConfig {
@@ -96,6 +102,8 @@ impl fmt::Debug for ServiceConfig {
             .field("open_registration", &self.open_registration)
             .field("trust_forwarded", &self.trust_forwarded)
             .field("token_lifetimes", &self.token_lifetimes)
+            // Shows the key ids only.
+            .field("master_key", &self.master_key)
             .finish()
     }
 }
@@ -217,6 +225,10 @@ impl ServiceConfig {
         let refresh_ttl = env.parse("CORBI_REFRESH_TOKEN_TTL_SECS", "2592000", |v| {
             parse_number::<u64>(v, 60, 31_536_000)
         });
+        // The error never echoes the value: it is the secret.
+        let master_key = env.optional("CORBI_MASTER_KEY", |v| {
+            Keyring::parse(v).map_err(|e| e.to_string())
+        });
 
         // Every variable was parsed above, so all of their errors are reported together.
         let config = (|| {
@@ -239,6 +251,7 @@ impl ServiceConfig {
                     access: Duration::from_secs(access_ttl?),
                     refresh: Duration::from_secs(refresh_ttl?),
                 },
+                master_key: Arc::new(master_key?.unwrap_or_else(Keyring::development)),
             })
         })();
         match config {
@@ -337,6 +350,7 @@ mod tests {
         assert_eq!(c.amqp_prefix, "corbi");
         assert_eq!(c.dispatch_prefetch, 64);
         assert_eq!(c.consistency_timeout, Duration::from_millis(5000));
+        assert!(c.master_key.is_development());
     }
 
     #[test]
@@ -431,6 +445,33 @@ mod tests {
         ])
         .expect_err("malformed");
         assert_eq!(error_vars(&e), ["KURRENTDB_URL", "CORBI_LOG"]);
+    }
+
+    #[test]
+    fn master_key_takes_a_rotation_list_and_errors_never_show_key_material() {
+        let new = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let old = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+        let c = config(&[("CORBI_MASTER_KEY", &format!("k2:{new},k1:{old}"))]).expect("valid");
+        assert!(!c.master_key.is_development());
+        assert_eq!(c.master_key.current_id(), "k2");
+        assert_eq!(c.master_key.ids().collect::<Vec<_>>(), ["k2", "k1"]);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(new) && !shown.contains(old), "{shown}");
+        assert!(shown.contains("k2"), "{shown}");
+
+        for bad in [
+            new.to_string(),
+            format!("k1:{}", &new[..20]),
+            format!("k1:{new},k1:{old}"),
+            format!("bad id:{new}"),
+            "k1:%%%".to_string(),
+        ] {
+            let e = config(&[("CORBI_MASTER_KEY", &bad)]).expect_err("malformed");
+            assert_eq!(error_vars(&e), ["CORBI_MASTER_KEY"], "{bad}");
+            let text = e.to_string();
+            assert!(text.contains("CORBI_MASTER_KEY: "), "{text}");
+            assert!(!text.contains(&new[..12]), "{text}");
+        }
     }
 
     #[test]

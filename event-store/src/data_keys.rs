@@ -1,0 +1,221 @@
+//! The subjects' data keys (crypto-shredding, `events::personal`): created on the first event
+//! with personal data about a subject, stored wrapped by the master [`Keyring`] in `data_keys`,
+//! destroyed by [`DataKeys::erase`].
+//!
+//! No cache of unwrapped keys: an erasure made by any process must take effect in every other
+//! one at once, and one indexed read per sealed event (or one per batch, [`DataKeys::get_many`])
+//! is cheap next to the projection's own writes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use events::personal::{self, DataKey, Keyring, KeyringError, PersonalError};
+use events::{NewEvent, RecordedEvent};
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+/// Why a data key could not be created, read, used or erased.
+#[derive(Debug, thiserror::Error)]
+pub enum DataKeyError {
+    /// The subject's key was destroyed; no new personal data may be sealed for them.
+    #[error("the data key of subject {subject} was erased")]
+    Erased { subject: Uuid },
+    /// The subject's key belongs to another organisation: subject ids are never shared.
+    #[error("subject {subject} has a data key of another organisation")]
+    OtherOrganisation { subject: Uuid },
+    /// Personal fields without `metadata.subject` would enter the log in the clear.
+    #[error("event {event_id} ({event_type}) holds personal data but names no subject")]
+    NoSubject { event_id: Uuid, event_type: String },
+    #[error("data key of subject {subject}: {error}")]
+    Keyring { subject: Uuid, error: KeyringError },
+    #[error(transparent)]
+    Personal(#[from] PersonalError),
+    #[error("data key store: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The `data_keys` table and the keyring that wraps its keys.
+#[derive(Clone)]
+pub struct DataKeys {
+    pool: PgPool,
+    keyring: Arc<Keyring>,
+}
+
+/// A stored key: its organisation and, unless erased, the wrapped key.
+type KeyRow = (Uuid, Option<Vec<u8>>);
+
+impl DataKeys {
+    pub fn new(pool: PgPool, keyring: Arc<Keyring>) -> DataKeys {
+        DataKeys { pool, keyring }
+    }
+
+    /// The subject's key, created on first use. Two concurrent creators agree on one key: both
+    /// insert, the second insert does nothing, and both read back the row that won.
+    #[tracing::instrument(skip(self))]
+    pub async fn ensure(&self, org_id: Uuid, subject: Uuid) -> Result<DataKey, DataKeyError> {
+        if let Some(row) = self.row(subject).await? {
+            return self.key_of(org_id, subject, row);
+        }
+        let key = DataKey::generate()?;
+        let wrapped = self
+            .keyring
+            .wrap(&key, org_id, subject)
+            .map_err(|error| DataKeyError::Keyring { subject, error })?;
+        sqlx::query(
+            "INSERT INTO data_keys (subject_id, org_id, wrapped_key) VALUES ($1, $2, $3) \
+             ON CONFLICT (subject_id) DO NOTHING",
+        )
+        .bind(subject)
+        .bind(org_id)
+        .bind(&wrapped)
+        .execute(&self.pool)
+        .await?;
+        let row: KeyRow =
+            sqlx::query_as("SELECT org_id, wrapped_key FROM data_keys WHERE subject_id = $1")
+                .bind(subject)
+                .fetch_one(&self.pool)
+                .await?;
+        self.key_of(org_id, subject, row)
+    }
+
+    /// The subject's key; `None` when they never had one or it was erased.
+    #[tracing::instrument(skip(self))]
+    pub async fn get(&self, subject: Uuid) -> Result<Option<DataKey>, DataKeyError> {
+        match self.row(subject).await? {
+            Some((org_id, Some(wrapped))) => self.unwrap(&wrapped, org_id, subject).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The keys of `subjects` in one query, on `executor` (e.g. a projection's transaction).
+    /// Erased and unknown subjects are absent.
+    #[tracing::instrument(skip_all, fields(subjects = subjects.len()))]
+    pub async fn get_many<'c, E: PgExecutor<'c>>(
+        &self,
+        executor: E,
+        subjects: &[Uuid],
+    ) -> Result<HashMap<Uuid, DataKey>, DataKeyError> {
+        if subjects.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(Uuid, Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT subject_id, org_id, wrapped_key FROM data_keys \
+             WHERE subject_id = ANY($1) AND wrapped_key IS NOT NULL",
+        )
+        .bind(subjects)
+        .fetch_all(executor)
+        .await?;
+        rows.into_iter()
+            .map(|(subject, org_id, wrapped)| {
+                Ok((subject, self.unwrap(&wrapped, org_id, subject)?))
+            })
+            .collect()
+    }
+
+    /// Destroys the subject's key: from now on their personal fields read as erased everywhere.
+    /// `true` if a key was destroyed, `false` if there was none or it was already erased.
+    #[tracing::instrument(skip(self))]
+    pub async fn erase(&self, subject: Uuid) -> Result<bool, DataKeyError> {
+        let result = sqlx::query(
+            "UPDATE data_keys SET wrapped_key = NULL, erased_at = now() \
+             WHERE subject_id = $1 AND wrapped_key IS NOT NULL",
+        )
+        .bind(subject)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Opens the event's sealed fields: `$personal` with the subject's key, `$erased` once it
+    /// is gone.
+    pub async fn open_event(&self, event: &mut RecordedEvent) -> Result<(), DataKeyError> {
+        if !personal::has_sealed(&event.data) {
+            return Ok(());
+        }
+        let subject = subject_of(event)?;
+        let key = self.get(subject).await?;
+        personal::open(&mut event.data, subject, key.as_ref())?;
+        Ok(())
+    }
+
+    /// [`Self::open_event`] for a batch, with one key query on `executor`.
+    pub async fn open_events<'c, E: PgExecutor<'c>>(
+        &self,
+        executor: E,
+        events: &mut [RecordedEvent],
+    ) -> Result<(), DataKeyError> {
+        let mut subjects = Vec::new();
+        for event in events.iter() {
+            if personal::has_sealed(&event.data) {
+                subjects.push(subject_of(event)?);
+            }
+        }
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        subjects.sort_unstable();
+        subjects.dedup();
+        let keys = self.get_many(executor, &subjects).await?;
+        for event in events.iter_mut() {
+            if personal::has_sealed(&event.data) {
+                let subject = subject_of(event)?;
+                personal::open(&mut event.data, subject, keys.get(&subject))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the event's personal fields under its subject's key (created on first use), so
+    /// they enter the log encrypted. An event with personal fields must name its subject.
+    pub async fn seal_event(&self, event: &mut NewEvent) -> Result<(), DataKeyError> {
+        if !personal::has_personal(&event.data) {
+            return Ok(());
+        }
+        let subject = event
+            .metadata
+            .subject
+            .ok_or_else(|| DataKeyError::NoSubject {
+                event_id: event.event_id,
+                event_type: event.event_type.clone(),
+            })?;
+        let key = self.ensure(event.org_id, subject).await?;
+        personal::seal(&mut event.data, subject, &key)?;
+        Ok(())
+    }
+
+    async fn row(&self, subject: Uuid) -> Result<Option<KeyRow>, DataKeyError> {
+        Ok(
+            sqlx::query_as("SELECT org_id, wrapped_key FROM data_keys WHERE subject_id = $1")
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    fn key_of(&self, org_id: Uuid, subject: Uuid, row: KeyRow) -> Result<DataKey, DataKeyError> {
+        match row {
+            (stored_org, _) if stored_org != org_id => {
+                Err(DataKeyError::OtherOrganisation { subject })
+            }
+            (_, None) => Err(DataKeyError::Erased { subject }),
+            (_, Some(wrapped)) => self.unwrap(&wrapped, org_id, subject),
+        }
+    }
+
+    fn unwrap(&self, wrapped: &[u8], org_id: Uuid, subject: Uuid) -> Result<DataKey, DataKeyError> {
+        self.keyring
+            .unwrap(wrapped, org_id, subject)
+            .map_err(|error| DataKeyError::Keyring { subject, error })
+    }
+}
+
+/// Sealed data is only ever written for a subject; without one the event cannot be opened.
+fn subject_of(event: &RecordedEvent) -> Result<Uuid, DataKeyError> {
+    event
+        .metadata
+        .subject
+        .ok_or_else(|| DataKeyError::NoSubject {
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+        })
+}

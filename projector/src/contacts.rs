@@ -1,0 +1,446 @@
+//! `contacts`: one row per contact with its identities, status and history, searchable by name
+//! and identifier (`rm_contacts`), and every event about each contact (`rm_contact_timeline`).
+//!
+//! Personal fields arrive sealed; the projection opens them with the contact's data key, read in
+//! its own transaction. Once a contact is erased its key is gone, so its rows lose their personal
+//! data now, and a replay never sees it again.
+
+use async_trait::async_trait;
+use event_store::data_keys::DataKeys;
+use events::contact::ContactEvent;
+use events::personal::Personal;
+use events::{RecordedEvent, TypedEvent, Upcasters};
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, PgConnection};
+use uuid::Uuid;
+
+use crate::audit::actor_columns;
+use crate::{Projection, table};
+
+pub const CONTACTS: &str = "rm_contacts";
+pub const TIMELINE: &str = "rm_contact_timeline";
+
+pub struct Contacts {
+    keys: DataKeys,
+}
+
+impl Contacts {
+    pub fn new(keys: DataKeys) -> Self {
+        Self { keys }
+    }
+}
+
+#[async_trait]
+impl Projection for Contacts {
+    fn name(&self) -> &'static str {
+        "contacts"
+    }
+
+    fn version(&self) -> i32 {
+        1
+    }
+
+    fn handles(&self) -> &'static [&'static str] {
+        ContactEvent::EVENT_TYPES
+    }
+
+    fn views(&self) -> &'static [&'static str] {
+        &[CONTACTS, TIMELINE]
+    }
+
+    async fn create(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+        let contacts = table(CONTACTS, generation);
+        let timeline = table(TIMELINE, generation);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE TABLE {contacts} (
+                 contact_id          uuid PRIMARY KEY,
+                 org_id              uuid NOT NULL,
+                 full_name           text,
+                 email               text,
+                 whatsapp            text,
+                 telegram_chat_id    text,
+                 instagram_scoped_id text,
+                 instagram_user_id   text,
+                 status              text NOT NULL DEFAULT 'active',
+                 whatsapp_blocked    boolean NOT NULL DEFAULT false,
+                 instagram_blocked   boolean NOT NULL DEFAULT false,
+                 instagram_opt_in    boolean NOT NULL DEFAULT false,
+                 consent             jsonb,
+                 tags                text[] NOT NULL DEFAULT '{{}}',
+                 notes               text,
+                 custom_fields       jsonb NOT NULL DEFAULT '{{}}',
+                 status_history      jsonb NOT NULL DEFAULT '[]',
+                 created_at          timestamptz NOT NULL,
+                 updated_at          timestamptz NOT NULL,
+                 deleted_at          timestamptz,
+                 erased_at           timestamptz,
+                 last_inbound_at     timestamptz,
+                 last_outbound_at    timestamptz,
+                 -- What `q` searches: the name and every identifier, lowercased.
+                 search text GENERATED ALWAYS AS (lower(
+                     coalesce(full_name, '') || ' ' || coalesce(email, '') || ' ' ||
+                     coalesce(whatsapp, '') || ' ' || coalesce(telegram_chat_id, '') || ' ' ||
+                     coalesce(instagram_scoped_id, '') || ' ' || coalesce(instagram_user_id, '')
+                 )) STORED
+             );
+             CREATE INDEX ON {contacts} (org_id, created_at DESC, contact_id DESC);
+             CREATE INDEX ON {contacts} (org_id, lower(full_name), contact_id);
+             CREATE INDEX ON {contacts} USING gin (search gin_trgm_ops);
+             CREATE INDEX ON {contacts} USING gin (tags);
+             CREATE TABLE {timeline} (
+                 seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                 org_id      uuid NOT NULL,
+                 contact_id  uuid NOT NULL,
+                 event_id    uuid NOT NULL,
+                 event_type  text NOT NULL,
+                 data        jsonb NOT NULL,
+                 actor_kind  text NOT NULL,
+                 actor_id    text,
+                 recorded_at timestamptz NOT NULL
+             );
+             CREATE INDEX ON {timeline} (org_id, contact_id, seq);"
+        )))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        generation: i32,
+        events: &[RecordedEvent],
+    ) -> anyhow::Result<()> {
+        let mut opened = events.to_vec();
+        self.keys.open_events(&mut *conn, &mut opened).await?;
+        let upcasters = Upcasters::default();
+        let tables = Tables {
+            contacts: table(CONTACTS, generation),
+            timeline: table(TIMELINE, generation),
+        };
+        for event in &opened {
+            let Some(contact_event) = ContactEvent::decode(event, &upcasters)? else {
+                continue;
+            };
+            let contact_id = contact_id_of(&event.stream)?;
+            apply(conn, &tables, event, contact_id, contact_event).await?;
+            record(conn, &tables, event, contact_id).await?;
+        }
+        Ok(())
+    }
+}
+
+struct Tables {
+    contacts: String,
+    timeline: String,
+}
+
+fn contact_id_of(stream: &str) -> anyhow::Result<Uuid> {
+    let id = stream
+        .strip_prefix("contact-")
+        .ok_or_else(|| anyhow::anyhow!("a contact event outside a contact stream: {stream}"))?;
+    Ok(id.parse()?)
+}
+
+/// The text of a personal value as a column holds it; `None` once erased.
+fn text<T: ToString>(value: Option<Personal<T>>) -> Option<String> {
+    value.and_then(Personal::into_clear).map(|v| v.to_string())
+}
+
+/// An event's data as the timeline shows it: personal values in the clear (or `null` once
+/// erased), without their wrappers.
+pub fn plain(data: &Value) -> Value {
+    match data {
+        Value::Object(fields) => {
+            if let Some(value) = fields.get("$personal") {
+                return plain(value);
+            }
+            if fields.contains_key("$erased") || fields.contains_key("$sealed") {
+                return Value::Null;
+            }
+            Value::Object(fields.iter().map(|(k, v)| (k.clone(), plain(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(plain).collect()),
+        other => other.clone(),
+    }
+}
+
+async fn record(
+    conn: &mut PgConnection,
+    tables: &Tables,
+    event: &RecordedEvent,
+    contact_id: Uuid,
+) -> anyhow::Result<()> {
+    let (actor_kind, actor_id) = actor_columns(&event.metadata.actor);
+    let timeline = &tables.timeline;
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {timeline} (org_id, contact_id, event_id, event_type, data, actor_kind,
+                                 actor_id, recorded_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    )))
+    .bind(event.org_id)
+    .bind(contact_id)
+    .bind(event.event_id)
+    .bind(&event.event_type)
+    .bind(plain(&event.data))
+    .bind(actor_kind)
+    .bind(actor_id)
+    .bind(event.recorded_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets one column of the contact's row.
+async fn set(
+    conn: &mut PgConnection,
+    tables: &Tables,
+    event: &RecordedEvent,
+    contact_id: Uuid,
+    column: &str,
+    value: Option<String>,
+) -> anyhow::Result<()> {
+    let contacts = &tables.contacts;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {contacts} SET {column} = $3, updated_at = $4
+         WHERE org_id = $1 AND contact_id = $2"
+    )))
+    .bind(event.org_id)
+    .bind(contact_id)
+    .bind(value)
+    .bind(event.recorded_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn apply(
+    conn: &mut PgConnection,
+    tables: &Tables,
+    event: &RecordedEvent,
+    contact_id: Uuid,
+    contact_event: ContactEvent,
+) -> anyhow::Result<()> {
+    use ContactEvent as E;
+    let contacts = &tables.contacts;
+    let (org_id, at) = (event.org_id, event.recorded_at);
+    match contact_event {
+        E::ContactCreated {
+            full_name,
+            email,
+            whatsapp,
+            telegram_chat_id,
+            instagram_scoped_id,
+            instagram_user_id,
+            tags,
+            notes,
+            custom_fields,
+            ..
+        } => {
+            let custom: serde_json::Map<String, Value> = custom_fields
+                .into_iter()
+                .filter_map(|(key, value)| value.into_clear().map(|v| (key, v)))
+                .collect();
+            let tags: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {contacts} (contact_id, org_id, full_name, email, whatsapp,
+                     telegram_chat_id, instagram_scoped_id, instagram_user_id, tags, notes,
+                     custom_fields, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+                 ON CONFLICT (contact_id) DO NOTHING"
+            )))
+            .bind(contact_id)
+            .bind(org_id)
+            .bind(full_name.into_clear())
+            .bind(text(email))
+            .bind(text(whatsapp))
+            .bind(text(telegram_chat_id))
+            .bind(text(instagram_scoped_id))
+            .bind(text(instagram_user_id))
+            .bind(tags)
+            .bind(notes.and_then(Personal::into_clear))
+            .bind(Value::Object(custom))
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        E::ContactRenamed { full_name } => {
+            set(
+                conn,
+                tables,
+                event,
+                contact_id,
+                "full_name",
+                full_name.into_clear(),
+            )
+            .await?;
+        }
+        E::EmailChanged { email } => {
+            set(conn, tables, event, contact_id, "email", text(email)).await?;
+        }
+        E::WhatsappChanged { whatsapp } => {
+            set(conn, tables, event, contact_id, "whatsapp", text(whatsapp)).await?;
+        }
+        E::TelegramChatIdChanged { telegram_chat_id } => {
+            let value = text(telegram_chat_id);
+            set(conn, tables, event, contact_id, "telegram_chat_id", value).await?;
+        }
+        E::InstagramScopedIdChanged {
+            instagram_scoped_id,
+        } => {
+            let value = text(instagram_scoped_id);
+            set(
+                conn,
+                tables,
+                event,
+                contact_id,
+                "instagram_scoped_id",
+                value,
+            )
+            .await?;
+        }
+        E::InstagramUserIdChanged { instagram_user_id } => {
+            let value = text(instagram_user_id);
+            set(conn, tables, event, contact_id, "instagram_user_id", value).await?;
+        }
+        E::NotesChanged { notes } => {
+            let value = notes.and_then(Personal::into_clear);
+            set(conn, tables, event, contact_id, "notes", value).await?;
+        }
+        E::StatusChanged { from, to, reason } => {
+            let (actor_kind, actor) = actor_columns(&event.metadata.actor);
+            let change = json!({
+                "from": from, "to": to, "reason": reason,
+                "actor_kind": actor_kind, "actor": actor, "at": at,
+            });
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contacts} SET status = $3, updated_at = $4,
+                     status_history = status_history || jsonb_build_array($5::jsonb)
+                 WHERE org_id = $1 AND contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(to.as_str())
+            .bind(at)
+            .bind(change)
+            .execute(conn)
+            .await?;
+        }
+        E::ChannelFlagsChanged {
+            whatsapp_blocked,
+            instagram_blocked,
+            instagram_opt_in,
+        } => {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contacts} SET whatsapp_blocked = $3, instagram_blocked = $4,
+                     instagram_opt_in = $5, updated_at = $6
+                 WHERE org_id = $1 AND contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(whatsapp_blocked)
+            .bind(instagram_blocked)
+            .bind(instagram_opt_in)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        E::ConsentRecorded {
+            opted_in,
+            source,
+            at: given_at,
+        } => {
+            // The most recent consent by its own time wins, as in the aggregate.
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contacts} SET consent = $3, updated_at = $4
+                 WHERE org_id = $1 AND contact_id = $2
+                   AND (consent IS NULL OR (consent->>'at')::timestamptz <= $5)"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(json!({"opted_in": opted_in, "source": source, "at": given_at}))
+            .bind(at)
+            .bind(given_at)
+            .execute(conn)
+            .await?;
+        }
+        E::Tagged { tags } | E::Untagged { tags } => {
+            let tags: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
+            let change = if event.event_type == "Tagged" {
+                "ARRAY(SELECT DISTINCT unnest(tags || $3::text[]) ORDER BY 1)"
+            } else {
+                "ARRAY(SELECT t FROM unnest(tags) t WHERE t <> ALL($3::text[]) ORDER BY 1)"
+            };
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contacts} SET tags = {change}, updated_at = $4
+                 WHERE org_id = $1 AND contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(tags)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        E::CustomFieldsChanged {
+            set: values,
+            removed,
+        } => {
+            let values: serde_json::Map<String, Value> = values
+                .into_iter()
+                .map(|(key, value)| (key, value.into_clear().unwrap_or(Value::Null)))
+                .collect();
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contacts} SET custom_fields = (custom_fields || $3) - $4::text[],
+                     updated_at = $5
+                 WHERE org_id = $1 AND contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(Value::Object(values))
+            .bind(removed)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        E::ContactDeleted {} | E::ContactRestored {} => {
+            let deleted_at = (event.event_type == "ContactDeleted").then_some(at);
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contacts} SET deleted_at = $3, updated_at = $4
+                 WHERE org_id = $1 AND contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(deleted_at)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        E::ContactErased {} => {
+            let timeline = &tables.timeline;
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contacts} SET full_name = NULL, email = NULL, whatsapp = NULL,
+                     telegram_chat_id = NULL, instagram_scoped_id = NULL,
+                     instagram_user_id = NULL, notes = NULL, custom_fields = '{{}}',
+                     consent = NULL, erased_at = $3, updated_at = $3
+                 WHERE org_id = $1 AND contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            // The timeline showed personal values in the clear; what is left is that things
+            // happened, and when.
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {timeline} SET data = '{{}}'
+                 WHERE org_id = $1 AND contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,465 @@
+//! Contacts, read side: `GET /api/v1/contacts` (search, filters, sorting, cursor pages),
+//! `GET /api/v1/contacts/{id}` (identities, flags, consent, status history) and
+//! `GET /api/v1/contacts/{id}/timeline` (every event about the contact, newest first), from the
+//! `contacts` projection.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use events::Role;
+use serde::{Deserialize, Serialize};
+use service::consistency::{ConsistencyToken, wait_for_projection};
+use service::{ApiError, Caller, FieldError, Problem};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::page::{self, Page};
+use crate::{QueryState, db_error};
+
+pub const CONTACTS: &str = "/api/v1/contacts";
+pub const CONTACT: &str = "/api/v1/contacts/{contact_id}";
+pub const TIMELINE: &str = "/api/v1/contacts/{contact_id}/timeline";
+/// The projection these endpoints read.
+pub const PROJECTION: &str = "contacts";
+
+const STATUSES: [&str; 4] = ["active", "blocked", "unsubscribed", "bounced"];
+
+/// Filters and order of `GET /api/v1/contacts`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ContactQuery {
+    /// Part of the name or of any identifier (email, phone, Telegram or Instagram id),
+    /// case-insensitive.
+    pub q: Option<String>,
+    /// `active`, `blocked`, `unsubscribed` or `bounced`.
+    pub status: Option<String>,
+    /// Only contacts with this tag.
+    pub tag: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub created_from: Option<String>,
+    /// Created before (RFC 3339).
+    pub created_to: Option<String>,
+    /// `recent` (newest first, the default) or `name`.
+    pub sort: Option<String>,
+    /// Include deleted (not erased) contacts.
+    pub include_deleted: Option<bool>,
+    /// The `next_cursor` of the previous page.
+    pub after: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Recent,
+    Name,
+}
+
+/// Where the previous page ended: its last row's sort key and id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cursor {
+    key: String,
+    id: Uuid,
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        hex::encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(text: &str) -> Option<Cursor> {
+        serde_json::from_slice(&hex::decode(text).ok()?).ok()
+    }
+}
+
+struct Filters {
+    q: Option<String>,
+    status: Option<String>,
+    tag: Option<String>,
+    created_from: Option<DateTime<Utc>>,
+    created_to: Option<DateTime<Utc>>,
+    sort: Sort,
+    include_deleted: bool,
+    after: Option<Cursor>,
+    limit: i64,
+}
+
+fn time(field: &str, value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+    let text = value?;
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            errors.push(FieldError::new(
+                field,
+                "must be an RFC 3339 time, e.g. 2026-01-31T09:00:00Z",
+            ));
+        })
+        .ok()
+}
+
+/// `q` as a LIKE pattern matching it anywhere, with LIKE's own wildcards taken literally.
+fn contains_pattern(q: &str) -> String {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+impl ContactQuery {
+    fn validate(&self) -> Result<Filters, ApiError> {
+        let mut errors = Vec::new();
+        let q = match self.q.as_deref().map(str::trim) {
+            Some("") | None => None,
+            Some(q) if q.chars().count() > 200 => {
+                errors.push(FieldError::new("q", "must be at most 200 characters"));
+                None
+            }
+            Some(q) => Some(contains_pattern(q)),
+        };
+        let status = self.status.clone();
+        if let Some(s) = &status
+            && !STATUSES.contains(&s.as_str())
+        {
+            errors.push(FieldError::new(
+                "status",
+                "must be active, blocked, unsubscribed or bounced",
+            ));
+        }
+        let tag = self.tag.as_ref().map(|t| t.trim().to_lowercase());
+        let created_from = time("created_from", self.created_from.as_deref(), &mut errors);
+        let created_to = time("created_to", self.created_to.as_deref(), &mut errors);
+        let sort = match self.sort.as_deref() {
+            None | Some("recent") => Sort::Recent,
+            Some("name") => Sort::Name,
+            Some(_) => {
+                errors.push(FieldError::new("sort", "must be recent or name"));
+                Sort::Recent
+            }
+        };
+        let after = match self.after.as_deref() {
+            None => None,
+            Some(text) => match Cursor::decode(text) {
+                Some(cursor) => Some(cursor),
+                None => {
+                    errors.push(FieldError::new(
+                        "after",
+                        "is not a cursor this list returned",
+                    ));
+                    None
+                }
+            },
+        };
+        let limit = page::limit(self.limit).unwrap_or_else(|_| {
+            errors.push(FieldError::new(
+                "limit",
+                format!("must be between 1 and {}", page::MAX_LIMIT),
+            ));
+            page::DEFAULT_LIMIT
+        });
+        if !errors.is_empty() {
+            return Err(ApiError::Validation { errors });
+        }
+        Ok(Filters {
+            q,
+            status,
+            tag,
+            created_from,
+            created_to,
+            sort,
+            include_deleted: self.include_deleted.unwrap_or(false),
+            after,
+            limit,
+        })
+    }
+}
+
+/// A contact in a list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct ContactSummary {
+    pub contact_id: Uuid,
+    /// `null` once the contact's personal data has been erased.
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub whatsapp: Option<String>,
+    pub telegram_chat_id: Option<String>,
+    pub instagram_scoped_id: Option<String>,
+    pub instagram_user_id: Option<String>,
+    pub status: String,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    pub last_outbound_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ContactPage {
+    pub items: Vec<ContactSummary>,
+    pub next_cursor: Option<String>,
+}
+
+async fn settle(state: &QueryState, token: ConsistencyToken) -> Result<(), ApiError> {
+    match token.0 {
+        Some(token) => {
+            wait_for_projection(&state.pool, PROJECTION, token, state.consistency_timeout).await
+        }
+        None => Ok(()),
+    }
+}
+
+const SUMMARY_COLUMNS: &str = "contact_id, full_name, email, whatsapp, telegram_chat_id,
+    instagram_scoped_id, instagram_user_id, status, tags, created_at, updated_at, deleted_at,
+    last_inbound_at, last_outbound_at";
+
+/// The organisation's contacts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts",
+    tag = "contacts",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("X-Org-ID" = Option<Uuid>, Header, description = "The organisation; optional when the caller belongs to one"),
+        ("X-Consistency-Token" = Option<String>, Header, description = "Wait until this write is visible"),
+        ContactQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of contacts", body = ContactPage),
+        (status = 422, description = "Invalid filters", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(name = "contacts", skip_all, fields(org_id = %caller.org_id))]
+pub async fn list(
+    state: web::Data<QueryState>,
+    caller: Caller,
+    token: ConsistencyToken,
+    query: web::Query<ContactQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    let filters = query.validate()?;
+    settle(&state, token).await?;
+    // Each order has an index (org_id, key, contact_id); ids break ties, and the cursor holds
+    // the last row's key as text.
+    let (key, cursor_key, shown_key, order, compare) = match filters.sort {
+        Sort::Recent => (
+            "created_at",
+            "$8::timestamptz",
+            "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            "DESC",
+            "<",
+        ),
+        Sort::Name => (
+            "lower(full_name)",
+            "$8::text",
+            "lower(full_name)",
+            "ASC",
+            ">",
+        ),
+    };
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS}, {shown_key} AS sort_key FROM rm_contacts
+         WHERE org_id = $1
+           AND ($2::text IS NULL OR search LIKE $2)
+           AND ($3::text IS NULL OR status = $3)
+           AND ($4::text IS NULL OR tags @> ARRAY[$4])
+           AND ($5::timestamptz IS NULL OR created_at >= $5)
+           AND ($6::timestamptz IS NULL OR created_at < $6)
+           AND ($7 OR deleted_at IS NULL)
+           AND erased_at IS NULL
+           AND ($8::text IS NULL OR ({key}, contact_id) {compare} ({cursor_key}, $9))
+         ORDER BY {key} {order}, contact_id {order}
+         LIMIT $10"
+    );
+    let rows: Vec<SummaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(caller.org_id)
+        .bind(filters.q)
+        .bind(filters.status)
+        .bind(filters.tag)
+        .bind(filters.created_from)
+        .bind(filters.created_to)
+        .bind(filters.include_deleted)
+        .bind(filters.after.as_ref().map(|c| c.key.clone()))
+        .bind(filters.after.as_ref().map(|c| c.id))
+        .bind(filters.limit + 1)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(|e| db_error(e, "listing contacts"))?;
+    let Page { items, next_cursor } = Page::from_rows(rows, filters.limit, |row| {
+        Cursor {
+            key: row.sort_key.clone(),
+            id: row.contact.contact_id,
+        }
+        .encode()
+    });
+    Ok(HttpResponse::Ok().json(ContactPage {
+        items: items.into_iter().map(|row| row.contact).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    #[sqlx(flatten)]
+    contact: ContactSummary,
+    sort_key: String,
+}
+
+/// A contact with everything the read model knows.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct ContactDetail {
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub summary: ContactSummary,
+    pub whatsapp_blocked: bool,
+    pub instagram_blocked: bool,
+    pub instagram_opt_in: bool,
+    /// `{opted_in, source, at}` when consent was recorded.
+    #[schema(value_type = Object)]
+    pub consent: Option<serde_json::Value>,
+    pub notes: Option<String>,
+    #[schema(value_type = Object)]
+    pub custom_fields: serde_json::Value,
+    /// Every status change, oldest first: `{from, to, reason, actor, at}`.
+    #[schema(value_type = Vec<Object>)]
+    pub status_history: serde_json::Value,
+    pub erased_at: Option<DateTime<Utc>>,
+}
+
+/// One contact.
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{contact_id}",
+    tag = "contacts",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("contact_id" = Uuid, Path, description = "The contact"),
+        ("X-Org-ID" = Option<Uuid>, Header, description = "The organisation; optional when the caller belongs to one"),
+        ("X-Consistency-Token" = Option<String>, Header, description = "Wait until this write is visible"),
+    ),
+    responses(
+        (status = 200, description = "The contact", body = ContactDetail),
+        (status = 404, description = "No such contact in this organisation", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(name = "contact", skip_all, fields(org_id = %caller.org_id, contact_id = %path))]
+pub async fn detail(
+    state: web::Data<QueryState>,
+    caller: Caller,
+    token: ConsistencyToken,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    settle(&state, token).await?;
+    let contact: Option<ContactDetail> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SUMMARY_COLUMNS}, whatsapp_blocked, instagram_blocked, instagram_opt_in,
+                consent, notes, custom_fields, status_history, erased_at
+         FROM rm_contacts WHERE org_id = $1 AND contact_id = $2"
+    )))
+    .bind(caller.org_id)
+    .bind(path.into_inner())
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(|e| db_error(e, "reading a contact"))?;
+    let contact = contact.ok_or_else(|| ApiError::NotFound("No such contact.".into()))?;
+    Ok(HttpResponse::Ok().json(contact))
+}
+
+/// One event in a contact's timeline.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct TimelineEntry {
+    pub event_id: Uuid,
+    /// The event type, e.g. `StatusChanged`.
+    pub kind: String,
+    /// What changed (personal values are absent once the contact is erased).
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    pub actor_kind: String,
+    pub actor: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TimelinePage {
+    pub items: Vec<TimelineEntry>,
+    pub next_cursor: Option<String>,
+}
+
+/// `?after=&limit=` of the timeline.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TimelineQuery {
+    pub after: Option<String>,
+    pub limit: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TimelineRow {
+    seq: i64,
+    #[sqlx(flatten)]
+    entry: TimelineEntry,
+}
+
+/// Everything that happened to a contact, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts/{contact_id}/timeline",
+    tag = "contacts",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("contact_id" = Uuid, Path, description = "The contact"),
+        ("X-Org-ID" = Option<Uuid>, Header, description = "The organisation; optional when the caller belongs to one"),
+        ("X-Consistency-Token" = Option<String>, Header, description = "Wait until this write is visible"),
+        TimelineQuery,
+    ),
+    responses(
+        (status = 200, description = "Events, newest first", body = TimelinePage),
+        (status = 404, description = "No such contact in this organisation", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(name = "contact_timeline", skip_all, fields(org_id = %caller.org_id, contact_id = %path))]
+pub async fn timeline(
+    state: web::Data<QueryState>,
+    caller: Caller,
+    token: ConsistencyToken,
+    path: web::Path<Uuid>,
+    query: web::Query<TimelineQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Viewer)?;
+    let limit = page::limit(query.limit)?;
+    let after: Option<i64> = page::cursor(query.after.as_deref())?;
+    settle(&state, token).await?;
+    let contact_id = path.into_inner();
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM rm_contacts WHERE org_id = $1 AND contact_id = $2)",
+    )
+    .bind(caller.org_id)
+    .bind(contact_id)
+    .fetch_one(&state.pool)
+    .await
+    .map_err(|e| db_error(e, "reading a contact"))?;
+    if !exists {
+        return Err(ApiError::NotFound("No such contact.".into()));
+    }
+    let rows: Vec<TimelineRow> = sqlx::query_as(
+        "SELECT seq, event_id, event_type AS kind, data, actor_kind, actor_id AS actor,
+                recorded_at
+         FROM rm_contact_timeline
+         WHERE org_id = $1 AND contact_id = $2 AND ($3::bigint IS NULL OR seq < $3)
+         ORDER BY seq DESC LIMIT $4",
+    )
+    .bind(caller.org_id)
+    .bind(contact_id)
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(|e| db_error(e, "reading a timeline"))?;
+    let Page { items, next_cursor } = Page::from_rows(rows, limit, |row| row.seq.to_string());
+    Ok(HttpResponse::Ok().json(TimelinePage {
+        items: items.into_iter().map(|row| row.entry).collect(),
+        next_cursor,
+    }))
+}

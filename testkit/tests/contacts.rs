@@ -1,0 +1,540 @@
+//! Contacts end to end: identifiers normalised and unique per organisation, updates, status
+//! history, search, soft delete, and erasure that reaches the event log.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use event_store::data_keys::DataKeys;
+use events::Keyring;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use service::testing::problem;
+use testkit::{As, TestStack};
+use uuid::Uuid;
+
+/// A stack with an admin of an organisation whose phone numbers default to Portugal.
+async fn setup() -> (TestStack, As, Uuid) {
+    let stack = TestStack::spawn().await;
+    let ada = stack.sign_up("ada@example.com").await;
+    let org = stack.create_org(&ada, "Clinic").await;
+    let admin = As::User(ada);
+    let (status, _) = stack
+        .call(
+            Method::PATCH,
+            "/api/v1/organisation",
+            &admin,
+            Some(org),
+            Some(json!({"branding": {"default_phone_region": "PT"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    (stack, admin, org)
+}
+
+async fn create(stack: &TestStack, who: &As, org: Uuid, body: Value) -> (StatusCode, Value) {
+    stack
+        .call(Method::POST, "/api/v1/contacts", who, Some(org), Some(body))
+        .await
+}
+
+/// `GET path` once the contacts projection has the write `token` made.
+async fn read(stack: &TestStack, who: &As, org: Uuid, path: &str, token: &Value) -> Value {
+    let mut request = stack.request(Method::GET, path, who, Some(org));
+    if let Some(token) = token.as_str() {
+        request = request.header("X-Consistency-Token", token);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn identifiers_are_normalised_and_a_duplicate_names_its_field_and_holder() {
+    let (stack, admin, org) = setup().await;
+    let (status, created) = create(
+        &stack,
+        &admin,
+        org,
+        json!({
+            "full_name": "  Grace Hopper ", "email": " Grace@Example.COM ",
+            "whatsapp": "912 345 678", "telegram_chat_id": "123456", "tags": ["VIP", "lisbon"],
+            "notes": "Prefers mornings", "custom_fields": {"plan": "gold"}
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["contact_id"].as_str().unwrap().to_owned();
+    let contact = read(
+        &stack,
+        &admin,
+        org,
+        &format!("/api/v1/contacts/{id}"),
+        &created["consistency_token"],
+    )
+    .await;
+    assert_eq!(contact["full_name"], "Grace Hopper");
+    assert_eq!(contact["email"], "grace@example.com");
+    assert_eq!(contact["whatsapp"], "+351912345678");
+    assert_eq!(contact["telegram_chat_id"], "123456");
+    assert_eq!(contact["tags"], json!(["lisbon", "vip"]));
+    assert_eq!(contact["status"], "active");
+    assert_eq!(contact["custom_fields"]["plan"], "gold");
+
+    // The same number written another way, and the same email in other case.
+    let (status, body) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "Impostor", "whatsapp": "+351 912345678"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["errors"][0]["field"], "whatsapp");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains(&id));
+    let (status, body) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "Impostor", "email": "GRACE@example.com", "instagram_user_id": "42"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["errors"][0]["field"], "email");
+    // The failed create reserved nothing: its free identifier is still free.
+    let (status, _) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "Someone", "instagram_user_id": "42"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Another organisation may hold the same identifiers.
+    let other = stack.sign_up("other@example.com").await;
+    let other_org = stack.create_org(&other, "Other").await;
+    let (status, _) = create(
+        &stack,
+        &As::User(other),
+        other_org,
+        json!({"full_name": "Grace elsewhere", "email": "grace@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (status, body) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "", "email": "nope", "whatsapp": "12", "tags": [""], "custom_fields": {"$x": 1}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["full_name", "email", "whatsapp", "tags", "custom_fields.$x"]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_creates_with_one_email_let_exactly_one_win() {
+    let (stack, admin, org) = setup().await;
+    let attempts = (0..8).map(|n| {
+        create(
+            &stack,
+            &admin,
+            org,
+            json!({"full_name": format!("Twin {n}"), "email": "twin@example.com", "telegram_chat_id": format!("{}", 1000 + n)}),
+        )
+    });
+    let answers = futures::future::join_all(attempts).await;
+    let won = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let lost = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((won, lost), (1, 7), "{answers:?}");
+    // The losers' Telegram ids were not left reserved.
+    for (n, (first_status, _)) in answers.iter().enumerate() {
+        let (status, body) = create(
+            &stack,
+            &admin,
+            org,
+            json!({"full_name": "Later", "telegram_chat_id": format!("{}", 1000 + n)}),
+        )
+        .await;
+        let winner = *first_status == StatusCode::CREATED;
+        let expected = if winner {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::CREATED
+        };
+        assert_eq!(status, expected, "telegram {n}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn updates_move_identifiers_and_status_changes_keep_their_history() {
+    let (stack, admin, org) = setup().await;
+    let (_, a) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "A", "email": "a@example.com"}),
+    )
+    .await;
+    let a_id = a["contact_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/contacts/{a_id}");
+    let (status, _) = stack
+        .call(
+            Method::PATCH,
+            &path,
+            &admin,
+            Some(org),
+            Some(json!({"email": "a2@example.com", "add_tags": ["new"], "notes": null, "whatsapp_blocked": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // The old address is free for another contact now.
+    let (status, _) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "B", "email": "a@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = stack
+        .call(
+            Method::PATCH,
+            &path,
+            &admin,
+            Some(org),
+            Some(json!({"email": "a@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, written) = stack
+        .call(
+            Method::POST,
+            &format!("{path}/status"),
+            &admin,
+            Some(org),
+            Some(json!({"status": "unsubscribed", "reason": "asked by phone"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let contact = read(&stack, &admin, org, &path, &written["consistency_token"]).await;
+    assert_eq!(contact["email"], "a2@example.com");
+    assert_eq!(contact["status"], "unsubscribed");
+    assert_eq!(contact["whatsapp_blocked"], true);
+    assert_eq!(contact["tags"], json!(["new"]));
+    let change = &contact["status_history"][0];
+    assert_eq!(change["from"], "active");
+    assert_eq!(change["to"], "unsubscribed");
+    assert_eq!(change["reason"], "asked by phone");
+    assert_eq!(change["actor_kind"], "user");
+
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            &format!("{path}/status"),
+            &admin,
+            Some(org),
+            Some(json!({"status": "gone"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "status");
+
+    let timeline = read(
+        &stack,
+        &admin,
+        org,
+        &format!("{path}/timeline"),
+        &written["consistency_token"],
+    )
+    .await;
+    let kinds: Vec<&str> = timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "StatusChanged",
+            "ChannelFlagsChanged",
+            "Tagged",
+            "EmailChanged",
+            "ContactCreated"
+        ]
+    );
+    assert_eq!(timeline["items"][3]["data"]["email"], "a2@example.com");
+}
+
+#[tokio::test]
+async fn lists_search_names_and_identifiers_filter_and_page() {
+    let (stack, admin, org) = setup().await;
+    let mut token = Value::Null;
+    for (name, phone, tag) in [
+        ("Ana Silva", "911111111", "vip"),
+        ("Bruno Costa", "922222222", "new"),
+        ("Ana Costa", "933333333", "vip"),
+    ] {
+        let (status, body) = create(
+            &stack,
+            &admin,
+            org,
+            json!({"full_name": name, "whatsapp": phone, "tags": [tag]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        token = body["consistency_token"].clone();
+    }
+    let names = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["full_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let page = read(
+        &stack,
+        &admin,
+        org,
+        "/api/v1/contacts?q=ana&sort=name",
+        &token,
+    )
+    .await;
+    assert_eq!(names(&page), ["Ana Costa", "Ana Silva"]);
+    let page = read(&stack, &admin, org, "/api/v1/contacts?q=%2B35192", &token).await;
+    assert_eq!(names(&page), ["Bruno Costa"]);
+    let page = read(&stack, &admin, org, "/api/v1/contacts?tag=vip", &token).await;
+    assert_eq!(names(&page), ["Ana Costa", "Ana Silva"], "newest first");
+    let first = read(
+        &stack,
+        &admin,
+        org,
+        "/api/v1/contacts?limit=2&sort=name",
+        &token,
+    )
+    .await;
+    assert_eq!(names(&first), ["Ana Costa", "Ana Silva"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let rest = read(
+        &stack,
+        &admin,
+        org,
+        &format!("/api/v1/contacts?limit=2&sort=name&after={cursor}"),
+        &token,
+    )
+    .await;
+    assert_eq!(names(&rest), ["Bruno Costa"]);
+    assert!(rest["next_cursor"].is_null());
+    let (status, body) = stack
+        .call(
+            Method::GET,
+            "/api/v1/contacts?status=gone&sort=size",
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn deleted_contacts_hide_and_come_back() {
+    let (stack, admin, org) = setup().await;
+    let (_, created) = create(&stack, &admin, org, json!({"full_name": "Temp"})).await;
+    let path = format!(
+        "/api/v1/contacts/{}",
+        created["contact_id"].as_str().unwrap()
+    );
+    let (status, deleted) = stack
+        .call(Method::DELETE, &path, &admin, Some(org), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let list = read(
+        &stack,
+        &admin,
+        org,
+        "/api/v1/contacts",
+        &deleted["consistency_token"],
+    )
+    .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+    let (status, _) = stack
+        .call(
+            Method::PATCH,
+            &path,
+            &admin,
+            Some(org),
+            Some(json!({"full_name": "X"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a deleted contact is not updated"
+    );
+    let (status, restored) = stack
+        .call(
+            Method::POST,
+            &format!("{path}/restore"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let list = read(
+        &stack,
+        &admin,
+        org,
+        "/api/v1/contacts",
+        &restored["consistency_token"],
+    )
+    .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn erasure_destroys_personal_data_in_read_models_and_the_log() {
+    let (stack, admin, org) = setup().await;
+    let (_, created) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "Erin Erased", "email": "erin@example.com", "whatsapp": "+351961234567", "notes": "secret notes"}),
+    )
+    .await;
+    let id: Uuid = created["contact_id"].as_str().unwrap().parse().unwrap();
+    let path = format!("/api/v1/contacts/{id}");
+
+    // In the log, personal fields were never in the clear.
+    let raw: Vec<Value> =
+        sqlx::query_scalar("SELECT data FROM events WHERE stream = $1 ORDER BY version")
+            .bind(format!("contact-{id}"))
+            .fetch_all(&stack.db.pool)
+            .await
+            .unwrap();
+    let log = Value::Array(raw).to_string();
+    for secret in ["Erin", "erin@example.com", "961234567", "secret notes"] {
+        assert!(!log.contains(secret), "{secret} is in the log in the clear");
+    }
+
+    let (status, erased) = stack
+        .call(
+            Method::DELETE,
+            &format!("{path}?erase=true"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let contact = read(&stack, &admin, org, &path, &erased["consistency_token"]).await;
+    for field in ["full_name", "email", "whatsapp", "notes"] {
+        assert!(contact[field].is_null(), "{field}: {contact}");
+    }
+    assert!(contact["erased_at"].is_string());
+    let timeline = read(
+        &stack,
+        &admin,
+        org,
+        &format!("{path}/timeline"),
+        &erased["consistency_token"],
+    )
+    .await;
+    assert!(!timeline.to_string().contains("Erin"), "{timeline}");
+    let list = read(
+        &stack,
+        &admin,
+        org,
+        "/api/v1/contacts",
+        &erased["consistency_token"],
+    )
+    .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+    // Erased contacts stay erased; their identifiers are free again.
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &format!("{path}/restore"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "New Erin", "email": "erin@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // A replay of the read model from the log finds nothing of her either.
+    let keys = DataKeys::new(stack.db.pool.clone(), Arc::new(Keyring::development()));
+    let contacts = projector::Contacts::new(keys);
+    projector::replay(
+        stack.store.clone(),
+        stack.db.pool.clone(),
+        &contacts,
+        projector::Progress::Quiet,
+    )
+    .await
+    .unwrap();
+    let rows: Vec<Value> = sqlx::query_scalar(
+        "SELECT to_jsonb(c) FROM rm_contacts c WHERE contact_id = $1 UNION ALL
+         SELECT to_jsonb(t) FROM rm_contact_timeline t WHERE contact_id = $1",
+    )
+    .bind(id)
+    .fetch_all(&stack.db.pool)
+    .await
+    .unwrap();
+    assert!(!rows.is_empty());
+    let text = Value::Array(rows).to_string();
+    for secret in ["Erin", "erin@example.com", "961234567", "secret notes"] {
+        assert!(
+            !text.contains(secret),
+            "{secret} survived the replay: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_retried_create_with_its_idempotency_key_answers_the_first_contact() {
+    let (stack, admin, org) = setup().await;
+    let send = |name: &str| {
+        stack
+            .request(Method::POST, "/api/v1/contacts", &admin, Some(org))
+            .header("Idempotency-Key", "import-row-1")
+            .json(&json!({"full_name": name, "email": "same@example.com"}))
+            .send()
+    };
+    let first: Value = send("Same").await.unwrap().json().await.unwrap();
+    let retry = send("Same").await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["contact_id"], first["contact_id"]);
+    let other = send("Different").await.unwrap();
+    let body = problem(other, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["type"], "urn:corbi:problem:idempotency-key-reused");
+}
