@@ -199,8 +199,20 @@ fn check_custom_keys<'a>(keys: impl Iterator<Item = &'a String>, errors: &mut Ve
     }
 }
 
-/// The organisation's default phone region (branding), for numbers written without `+`.
-async fn phone_region(state: &CommandState, org_id: Uuid) -> Result<Option<String>, ApiError> {
+/// The organisation's default phone region (branding), for numbers written without `+`; not
+/// looked up when every number given has its country code.
+async fn phone_region(
+    state: &CommandState,
+    org_id: Uuid,
+    numbers: &[Option<&str>],
+) -> Result<Option<String>, ApiError> {
+    let needed = numbers
+        .iter()
+        .flatten()
+        .any(|n| !n.trim().is_empty() && !n.trim_start().starts_with('+'));
+    if !needed {
+        return Ok(None);
+    }
     let region: Option<Option<String>> =
         sqlx::query_scalar("SELECT default_phone_region FROM rm_organisations WHERE org_id = $1")
             .bind(org_id)
@@ -223,13 +235,11 @@ async fn sealed(
         ..metadata.clone()
     };
     let mut encoded = encode(events, org_id, &metadata)?;
-    for event in &mut encoded {
-        state
-            .data_keys
-            .seal_event(event)
-            .await
-            .map_err(|e| keys_error(e, "sealing a contact event"))?;
-    }
+    state
+        .data_keys
+        .seal_events(&mut encoded)
+        .await
+        .map_err(|e| keys_error(e, "sealing contact events"))?;
     Ok(encoded)
 }
 
@@ -349,8 +359,8 @@ pub async fn create(
     body: web::Json<CreateContact>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Staff)?;
-    let region = phone_region(&state, caller.org_id).await?;
     let body = body.into_inner();
+    let region = phone_region(&state, caller.org_id, &[body.whatsapp.as_deref()]).await?;
     let mut errors = Vec::new();
     let full_name = domain::contact::valid_full_name(&body.full_name)
         .map_err(|e| errors.push(FieldError::new("full_name", e.to_string())))
@@ -469,8 +479,9 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Staff)?;
     let contact_id = path.into_inner();
-    let region = phone_region(&state, caller.org_id).await?;
     let body = body.into_inner();
+    let whatsapp = body.whatsapp.as_ref().and_then(|w| w.as_deref());
+    let region = phone_region(&state, caller.org_id, &[whatsapp]).await?;
     let mut errors = Vec::new();
     // `Some(None)` clears; `Some(Some(raw))` sets.
     fn change<T>(

@@ -3,6 +3,8 @@
 //! events, and a dropped one is released there, so two contacts can never hold one identifier,
 //! however their writes interleave.
 
+use std::collections::HashMap;
+
 use domain::Aggregate;
 use domain::reservation::{Reservation, ReservationCommand, ReservationError};
 use event_store::{AppendResult, EventStore, ExpectedVersion, StoreError, StreamAppend};
@@ -70,6 +72,9 @@ pub async fn append_with_identities(
         expected: owner_expected,
         events: owner_events,
     } = write;
+    // What is known of each reservation stream. A new identifier is claimed on the guess that
+    // nobody has it (no read: the append's `NoStream` checks it); a wrong guess costs one read.
+    let mut known: HashMap<String, (Reservation, Option<u64>)> = HashMap::new();
     let mut reservation_streams = Vec::new();
     let mut claimed = Vec::new();
     for _ in 0..MAX_ATTEMPTS {
@@ -83,7 +88,7 @@ pub async fn append_with_identities(
             };
             if let Some(new) = &change.new {
                 let stream = reservation::stream(&scope, new);
-                let (held, version) = aggregate::load::<Reservation>(store, &stream).await?;
+                let (held, version) = known.get(&stream).copied().unwrap_or_default();
                 let claim = held.decide(ReservationCommand::Reserve { owner }).map_err(
                     |ReservationError::Taken { holder }| IdentityError::Taken {
                         field: change.field,
@@ -102,7 +107,14 @@ pub async fn append_with_identities(
             }
             if let Some(old) = &change.old {
                 let stream = reservation::stream(&scope, old);
-                let (held, version) = aggregate::load::<Reservation>(store, &stream).await?;
+                let (held, version) = match known.get(&stream) {
+                    Some(state) => *state,
+                    None => {
+                        let state = aggregate::load::<Reservation>(store, &stream).await?;
+                        known.insert(stream.clone(), state);
+                        state
+                    }
+                };
                 let release = held
                     .decide(ReservationCommand::Release { owner })
                     .unwrap_or_default();
@@ -134,7 +146,8 @@ pub async fn append_with_identities(
             Err(StoreError::WrongExpectedVersion { stream, .. })
                 if reservation_streams.contains(&stream) =>
             {
-                continue;
+                let state = aggregate::load::<Reservation>(store, &stream).await?;
+                known.insert(stream, state);
             }
             Err(StoreError::WrongExpectedVersion { .. }) => return Err(IdentityError::OwnerMoved),
             Err(StoreError::PartlyAppended { appended, failure }) => {
@@ -143,12 +156,20 @@ pub async fn append_with_identities(
                     .filter(|(stream, _)| claimed.contains(stream))
                     .collect();
                 release_claims(store, org_id, owner, &ours, metadata).await;
-                return Err(match *failure {
-                    StoreError::WrongExpectedVersion { stream, .. } if stream == owner_stream => {
-                        IdentityError::OwnerMoved
+                // What was released moved on too: read everything again.
+                known.clear();
+                match *failure {
+                    StoreError::WrongExpectedVersion { stream, .. }
+                        if reservation_streams.contains(&stream) =>
+                    {
+                        let state = aggregate::load::<Reservation>(store, &stream).await?;
+                        known.insert(stream, state);
                     }
-                    other => IdentityError::Store(other),
-                });
+                    StoreError::WrongExpectedVersion { stream, .. } if stream == owner_stream => {
+                        return Err(IdentityError::OwnerMoved);
+                    }
+                    other => return Err(IdentityError::Store(other)),
+                }
             }
             Err(error) => return Err(IdentityError::Store(error)),
         }

@@ -49,33 +49,40 @@ impl DataKeys {
         DataKeys { pool, keyring }
     }
 
-    /// The subject's key, created on first use. Two concurrent creators agree on one key: both
-    /// insert, the second insert does nothing, and both read back the row that won.
+    /// The subject's key, created on first use, in one round trip. Two concurrent creators
+    /// agree on one key: the second insert does nothing and reads the row that won (on a second
+    /// look when it committed after this statement's snapshot).
     #[tracing::instrument(skip(self))]
     pub async fn ensure(&self, org_id: Uuid, subject: Uuid) -> Result<DataKey, DataKeyError> {
-        if let Some(row) = self.row(subject).await? {
-            return self.key_of(org_id, subject, row);
-        }
         let key = DataKey::generate()?;
         let wrapped = self
             .keyring
             .wrap(&key, org_id, subject)
             .map_err(|error| DataKeyError::Keyring { subject, error })?;
-        sqlx::query(
-            "INSERT INTO data_keys (subject_id, org_id, wrapped_key) VALUES ($1, $2, $3) \
-             ON CONFLICT (subject_id) DO NOTHING",
+        let row: Option<KeyRow> = sqlx::query_as(
+            "WITH created AS (
+                 INSERT INTO data_keys (subject_id, org_id, wrapped_key) VALUES ($1, $2, $3)
+                 ON CONFLICT (subject_id) DO NOTHING
+                 RETURNING org_id, wrapped_key
+             )
+             SELECT org_id, wrapped_key FROM created
+             UNION ALL
+             SELECT org_id, wrapped_key FROM data_keys
+             WHERE subject_id = $1 AND NOT EXISTS (SELECT 1 FROM created)",
         )
         .bind(subject)
         .bind(org_id)
         .bind(&wrapped)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        let row: KeyRow =
-            sqlx::query_as("SELECT org_id, wrapped_key FROM data_keys WHERE subject_id = $1")
-                .bind(subject)
-                .fetch_one(&self.pool)
-                .await?;
-        self.key_of(org_id, subject, row)
+        match row {
+            Some((_, Some(stored))) if stored == wrapped => Ok(key),
+            Some(row) => self.key_of(org_id, subject, row),
+            None => match self.row(subject).await? {
+                Some(row) => self.key_of(org_id, subject, row),
+                None => Err(DataKeyError::Database(sqlx::Error::RowNotFound)),
+            },
+        }
     }
 
     /// The subject's key; `None` when they never had one or it was erased.
@@ -180,6 +187,31 @@ impl DataKeys {
             })?;
         let key = self.ensure(event.org_id, subject).await?;
         personal::seal(&mut event.data, subject, &key)?;
+        Ok(())
+    }
+
+    /// [`Self::seal_event`] for several events, with one key lookup per subject.
+    pub async fn seal_events(&self, events: &mut [NewEvent]) -> Result<(), DataKeyError> {
+        let mut keys: HashMap<Uuid, DataKey> = HashMap::new();
+        for event in events.iter_mut() {
+            if !personal::has_personal(&event.data) {
+                continue;
+            }
+            let subject = event
+                .metadata
+                .subject
+                .ok_or_else(|| DataKeyError::NoSubject {
+                    event_id: event.event_id,
+                    event_type: event.event_type.clone(),
+                })?;
+            let key = match keys.entry(subject) {
+                std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(self.ensure(event.org_id, subject).await?)
+                }
+            };
+            personal::seal(&mut event.data, subject, key)?;
+        }
         Ok(())
     }
 
