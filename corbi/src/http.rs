@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use command_api::{AuthSettings, CommandState};
 use event_store::EventStore;
+use event_store::data_keys::DataKeys;
 use query_api::QueryState;
 use service::auth::session::Sessions;
 use service::readiness::{migrations_check, postgres_check};
@@ -51,6 +52,10 @@ impl HttpDeps {
             self.read_pool.clone(),
             config.consistency_timeout,
             self.sessions.clone(),
+        )
+        .with_log(
+            self.store.clone(),
+            DataKeys::new(self.read_pool.clone(), config.master_key.clone()),
         )
     }
 }

@@ -327,7 +327,16 @@ pub struct ContactDetail {
     pub erased_at: Option<DateTime<Utc>>,
 }
 
-/// One contact.
+/// `?as_of=` of a contact.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DetailQuery {
+    /// Show the contact as it was at this time (RFC 3339), rebuilt from its events.
+    pub as_of: Option<String>,
+}
+
+/// One contact: as it is now, or as it was at `?as_of=`.
 #[utoipa::path(
     get,
     path = "/api/v1/contacts/{contact_id}",
@@ -337,10 +346,12 @@ pub struct ContactDetail {
         ("contact_id" = Uuid, Path, description = "The contact"),
         ("X-Org-ID" = Option<Uuid>, Header, description = "The organisation; optional when the caller belongs to one"),
         ("X-Consistency-Token" = Option<String>, Header, description = "Wait until this write is visible"),
+        DetailQuery,
     ),
     responses(
-        (status = 200, description = "The contact", body = ContactDetail),
-        (status = 404, description = "No such contact in this organisation", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The contact (with `as_of`: a `ContactAsOf`)", body = ContactDetail),
+        (status = 404, description = "No such contact in this organisation (or not yet at `as_of`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`as_of` is not a time", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(name = "contact", skip_all, fields(org_id = %caller.org_id, contact_id = %path))]
@@ -349,8 +360,17 @@ pub async fn detail(
     caller: Caller,
     token: ConsistencyToken,
     path: web::Path<Uuid>,
+    query: web::Query<DetailQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
+    if let Some(raw) = query.as_of.as_deref() {
+        let mut errors = Vec::new();
+        let Some(as_of) = time("as_of", Some(raw), &mut errors) else {
+            return Err(ApiError::Validation { errors });
+        };
+        let contact = as_of_contact(&state, caller.org_id, path.into_inner(), as_of).await?;
+        return Ok(HttpResponse::Ok().json(contact));
+    }
     settle(&state, token).await?;
     let contact: Option<ContactDetail> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SUMMARY_COLUMNS}, whatsapp_blocked, instagram_blocked, instagram_opt_in,
@@ -364,6 +384,103 @@ pub async fn detail(
     .map_err(|e| db_error(e, "reading a contact"))?;
     let contact = contact.ok_or_else(|| ApiError::NotFound("No such contact.".into()))?;
     Ok(HttpResponse::Ok().json(contact))
+}
+
+/// A contact as it was at `as_of`, folded from its events up to then.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ContactAsOf {
+    pub contact_id: Uuid,
+    pub as_of: DateTime<Utc>,
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub whatsapp: Option<String>,
+    pub telegram_chat_id: Option<String>,
+    pub instagram_scoped_id: Option<String>,
+    pub instagram_user_id: Option<String>,
+    pub status: String,
+    pub tags: Vec<String>,
+    pub notes: Option<String>,
+    #[schema(value_type = Object)]
+    pub custom_fields: serde_json::Value,
+    pub whatsapp_blocked: bool,
+    pub instagram_blocked: bool,
+    pub instagram_opt_in: bool,
+    pub deleted: bool,
+    /// The personal data is gone (erased since, or by then).
+    pub erased: bool,
+}
+
+async fn as_of_contact(
+    state: &QueryState,
+    org_id: Uuid,
+    contact_id: Uuid,
+    as_of: DateTime<Utc>,
+) -> Result<ContactAsOf, ApiError> {
+    use domain::Aggregate;
+    use events::TypedEvent;
+    let log = state.log.as_ref().ok_or_else(|| ApiError::Unavailable {
+        detail: "History is not available from this server.".into(),
+        retry_after: None,
+    })?;
+    let unavailable = |error: String| {
+        tracing::warn!(%error, "reading a contact's history");
+        ApiError::Unavailable {
+            detail: "The event log is unavailable; retry shortly.".into(),
+            retry_after: Some(std::time::Duration::from_secs(1)),
+        }
+    };
+    let mut recorded = log
+        .store
+        .read_stream(
+            &events::contact::stream(contact_id),
+            None,
+            event_store::Direction::Forwards,
+            usize::MAX,
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    // Another organisation's contact is as unknown as a missing one.
+    if recorded.first().is_none_or(|e| e.org_id != org_id) {
+        return Err(ApiError::NotFound("No such contact.".into()));
+    }
+    recorded.retain(|e| e.recorded_at <= as_of);
+    log.data_keys
+        .open_events(&state.pool, &mut recorded)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let upcasters = events::Upcasters::default();
+    let mut contact = domain::contact::Contact::default();
+    for event in &recorded {
+        let decoded = events::contact::ContactEvent::decode(event, &upcasters)
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("decoding history")))?;
+        if let Some(decoded) = decoded {
+            contact = contact.evolve(&decoded);
+        }
+    }
+    if contact.id.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "This contact did not exist yet at {as_of}."
+        )));
+    }
+    Ok(ContactAsOf {
+        contact_id,
+        as_of,
+        full_name: contact.full_name,
+        email: contact.email.map(|e| e.as_str().to_owned()),
+        whatsapp: contact.whatsapp.map(|p| p.as_str().to_owned()),
+        telegram_chat_id: contact.telegram_chat_id.map(|t| t.get().to_string()),
+        instagram_scoped_id: contact.instagram_scoped_id.map(|i| i.as_str().to_owned()),
+        instagram_user_id: contact.instagram_user_id.map(|i| i.as_str().to_owned()),
+        status: contact.status.as_str().to_owned(),
+        tags: contact.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+        notes: contact.notes,
+        custom_fields: serde_json::to_value(&contact.custom_fields).unwrap_or_default(),
+        whatsapp_blocked: contact.flags.whatsapp_blocked,
+        instagram_blocked: contact.flags.instagram_blocked,
+        instagram_opt_in: contact.flags.instagram_opt_in,
+        deleted: contact.deleted,
+        erased: contact.erased,
+    })
 }
 
 /// One event in a contact's timeline.

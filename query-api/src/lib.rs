@@ -11,9 +11,12 @@ pub mod me;
 pub mod organisation;
 pub mod page;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
+use event_store::EventStore;
+use event_store::data_keys::DataKeys;
 use service::auth::session::Sessions;
 use service::routing::read;
 use service::{Api, ApiError, HttpApp, Readiness, ServiceConfig};
@@ -29,6 +32,15 @@ pub struct QueryState {
     pub consistency_timeout: Duration,
     /// Who callers are; shared with the command side when both run in one process.
     pub sessions: Sessions,
+    /// The log itself, for what read models do not keep (a contact as it was at a past time).
+    pub log: Option<Log>,
+}
+
+/// Reading the event log directly, with the keys that open its personal fields.
+#[derive(Clone)]
+pub struct Log {
+    pub store: Arc<dyn EventStore>,
+    pub data_keys: DataKeys,
 }
 
 impl QueryState {
@@ -37,7 +49,14 @@ impl QueryState {
             pool,
             consistency_timeout,
             sessions,
+            log: None,
         }
+    }
+
+    /// With the event log, for history queries (`?as_of=`).
+    pub fn with_log(mut self, store: Arc<dyn EventStore>, data_keys: DataKeys) -> Self {
+        self.log = Some(Log { store, data_keys });
+        self
     }
 }
 

@@ -116,11 +116,14 @@ impl TestStack {
         readiness.register("migrations", migrations_check(db.pool.clone()));
         let commands = CommandState::new(store.clone(), db.pool.clone(), options.auth);
         let app = HttpApp::split_by_method(
-            query_api::api(QueryState::new(
-                db.pool.clone(),
-                options.consistency_timeout,
-                commands.sessions.clone(),
-            )),
+            query_api::api(
+                QueryState::new(
+                    db.pool.clone(),
+                    options.consistency_timeout,
+                    commands.sessions.clone(),
+                )
+                .with_log(store.clone(), keys.clone()),
+            ),
             command_api::api(commands),
             readiness,
         );

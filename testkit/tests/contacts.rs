@@ -538,3 +538,89 @@ async fn a_retried_create_with_its_idempotency_key_answers_the_first_contact() {
     let body = problem(other, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(body["type"], "urn:corbi:problem:idempotency-key-reused");
 }
+
+#[tokio::test]
+async fn as_of_shows_a_contact_as_it_was_then() {
+    let (stack, admin, org) = setup().await;
+    let before = chrono::Utc::now();
+    let (_, created) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "Old Name", "email": "old@example.com"}),
+    )
+    .await;
+    let path = format!(
+        "/api/v1/contacts/{}",
+        created["contact_id"].as_str().unwrap()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let then = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (status, _) = stack
+        .call(
+            Method::PATCH,
+            &path,
+            &admin,
+            Some(org),
+            Some(json!({"full_name": "New Name", "email": "new@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let at = |time: chrono::DateTime<chrono::Utc>| {
+        format!(
+            "{path}?as_of={}",
+            time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .replace('+', "%2B")
+        )
+    };
+    let (status, old) = stack
+        .call(Method::GET, &at(then), &admin, Some(org), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{old}");
+    assert_eq!(old["full_name"], "Old Name");
+    assert_eq!(old["email"], "old@example.com");
+    let (_, now) = stack
+        .call(
+            Method::GET,
+            &at(chrono::Utc::now()),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(now["full_name"], "New Name");
+    let (status, _) = stack
+        .call(Method::GET, &at(before), &admin, Some(org), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not created yet");
+    let (status, body) = stack
+        .call(
+            Method::GET,
+            &format!("{path}?as_of=yesterday"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "as_of");
+
+    // After erasure the past is erased too.
+    let (status, _) = stack
+        .call(
+            Method::DELETE,
+            &format!("{path}?erase=true"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, old) = stack
+        .call(Method::GET, &at(then), &admin, Some(org), None)
+        .await;
+    assert!(old["full_name"].is_null(), "{old}");
+    assert!(old["email"].is_null());
+    assert_eq!(old["erased"], true);
+}
