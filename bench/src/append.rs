@@ -58,37 +58,28 @@ pub async fn run(database: &BenchDatabase, args: &Args) -> anyhow::Result<Vec<Fi
         .batch_execute(PGBENCH_TABLE)
         .await
         .context("creating pgbench_events")?;
-    let workdir = std::env::temp_dir().join(format!("corbi-bench-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&workdir)?;
-    let outcome = measure(database, args, &admin, &workdir).await;
-    let _ = std::fs::remove_dir_all(&workdir);
-    outcome
-}
-
-async fn measure(
-    database: &BenchDatabase,
-    args: &Args,
-    admin: &tokio_postgres::Client,
-    workdir: &Path,
-) -> anyhow::Result<Vec<Figure>> {
-    let script = workdir.join("insert_event.sql");
-    std::fs::write(&script, PGBENCH_SCRIPT)?;
+    let pgbench = Pgbench::new(
+        &args.pgbench,
+        &database.url,
+        "insert_event.sql",
+        PGBENCH_SCRIPT,
+    )?;
+    let defines = [
+        ("org", data::org(0).to_string()),
+        ("data", data::contact(1, Uuid::new_v4()).to_string()),
+        (
+            "metadata",
+            serde_json::to_string(&events::Metadata::default())?,
+        ),
+    ];
     let duration = Duration::from_secs(args.seconds);
     let mut figures = Vec::new();
     let mut single_at_one = None;
     for &clients in &args.clients {
-        db::checkpoint(admin).await?;
+        db::checkpoint(&admin).await?;
         eprintln!("pgbench, {clients} client(s), {}s…", args.seconds);
-        let baseline = pgbench(
-            &args.pgbench,
-            &database.url,
-            &script,
-            clients,
-            args.seconds,
-            workdir,
-        )
-        .await?;
-        db::checkpoint(admin).await?;
+        let baseline = pgbench.run(clients, args.seconds, &defines).await?;
+        db::checkpoint(&admin).await?;
         eprintln!(
             "EventStore appends, {clients} writer(s), {}s…",
             args.seconds
@@ -118,7 +109,7 @@ async fn measure(
         ));
     }
     for &writers in &args.batch_writers {
-        db::checkpoint(admin).await?;
+        db::checkpoint(&admin).await?;
         eprintln!(
             "EventStore appends of {} events, {writers} writer(s), {}s…",
             args.batch_size, args.seconds
@@ -269,92 +260,116 @@ pub fn micros(duration: Duration) -> u64 {
         .max(1)
 }
 
-/// What pgbench measured.
-struct Pgbench {
-    tps: f64,
-    latency: Percentiles,
+/// pgbench with one script, in a scratch directory of its own (the script and the transaction
+/// logs) that is removed when this is dropped.
+pub(crate) struct Pgbench {
+    program: PathBuf,
+    url: String,
+    script: PathBuf,
+    workdir: PathBuf,
 }
 
-/// Runs the insert script with `clients` clients for `seconds`, logging a sample of the
-/// transactions for percentiles.
-async fn pgbench(
-    program: &Path,
-    url: &str,
-    script: &Path,
-    clients: usize,
-    seconds: u64,
-    workdir: &Path,
-) -> anyhow::Result<Pgbench> {
-    let config = tokio_postgres::Config::from_str(url)?;
-    let mut command = tokio::process::Command::new(program);
-    command
-        .current_dir(workdir)
-        .kill_on_drop(true)
-        .args(["-n", "-M", "prepared", "-f"])
-        .arg(script)
-        .args(["-c", &clients.to_string()])
-        .args(["-j", &clients.min(2).to_string()])
-        .args(["-T", &seconds.to_string()])
-        .args([
-            "--log",
-            "--log-prefix",
-            "pgbench_log",
-            "--sampling-rate",
-            "0.1",
-        ])
-        .arg("-D")
-        .arg(format!("org={}", data::org(0)))
-        .arg("-D")
-        .arg(format!("data={}", data::contact(1, Uuid::new_v4())))
-        .arg("-D")
-        .arg(format!(
-            "metadata={}",
-            serde_json::to_string(&events::Metadata::default())?
-        ));
-    match config.get_hosts().first() {
-        Some(Host::Tcp(host)) => {
-            command.args(["-h", host]);
+/// What pgbench measured.
+pub(crate) struct PgbenchResult {
+    pub tps: f64,
+    pub latency: Percentiles,
+}
+
+impl Pgbench {
+    /// Writes `script` (pgbench's script language) as `name` to a new scratch directory.
+    pub fn new(program: &Path, url: &str, name: &str, script: &str) -> anyhow::Result<Pgbench> {
+        let workdir = std::env::temp_dir().join(format!("corbi-bench-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&workdir)?;
+        let pgbench = Pgbench {
+            program: program.to_owned(),
+            url: url.to_owned(),
+            script: workdir.join(name),
+            workdir,
+        };
+        std::fs::write(&pgbench.script, script)?;
+        Ok(pgbench)
+    }
+
+    /// Runs the script with `clients` clients (and `min(clients, 2)` threads) for `seconds`,
+    /// `-M prepared`, with the variables `defines` (`-D name=value`), logging a 10 % sample of
+    /// the transactions for percentiles. A failed transaction fails the run.
+    pub async fn run(
+        &self,
+        clients: usize,
+        seconds: u64,
+        defines: &[(&str, String)],
+    ) -> anyhow::Result<PgbenchResult> {
+        let config = tokio_postgres::Config::from_str(&self.url)?;
+        let mut command = tokio::process::Command::new(&self.program);
+        command
+            .current_dir(&self.workdir)
+            .kill_on_drop(true)
+            .args(["-n", "-M", "prepared", "-f"])
+            .arg(&self.script)
+            .args(["-c", &clients.to_string()])
+            .args(["-j", &clients.min(2).to_string()])
+            .args(["-T", &seconds.to_string()])
+            .args([
+                "--log",
+                "--log-prefix",
+                "pgbench_log",
+                "--sampling-rate",
+                "0.1",
+            ]);
+        for (name, value) in defines {
+            command.arg("-D").arg(format!("{name}={value}"));
         }
-        Some(Host::Unix(path)) => {
-            command.arg("-h").arg(path);
+        match config.get_hosts().first() {
+            Some(Host::Tcp(host)) => {
+                command.args(["-h", host]);
+            }
+            Some(Host::Unix(path)) => {
+                command.arg("-h").arg(path);
+            }
+            None => {}
         }
-        None => {}
+        if let Some(port) = config.get_ports().first() {
+            command.args(["-p", &port.to_string()]);
+        }
+        if let Some(user) = config.get_user() {
+            command.args(["-U", user]);
+        }
+        if let Some(password) = config.get_password() {
+            command.env("PGPASSWORD", String::from_utf8_lossy(password).as_ref());
+        }
+        command.arg(config.get_dbname().unwrap_or("postgres"));
+        // Logs of an earlier run must not mix in.
+        remove_logs(&self.workdir)?;
+        let output = command
+            .output()
+            .await
+            .with_context(|| format!("running {}", self.program.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!(
+                "pgbench failed ({}):\n{stdout}\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let failed = field(&stdout, "number of failed transactions:").unwrap_or(0.0);
+        if failed > 0.0 {
+            bail!("pgbench had {failed} failed transactions:\n{stdout}");
+        }
+        let tps = field(&stdout, "tps =")
+            .with_context(|| format!("no tps in pgbench's output:\n{stdout}"))?;
+        let latency = logged_latencies(&self.workdir)?;
+        Ok(PgbenchResult {
+            tps,
+            latency: Percentiles::from_micros(&latency),
+        })
     }
-    if let Some(port) = config.get_ports().first() {
-        command.args(["-p", &port.to_string()]);
+}
+
+impl Drop for Pgbench {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.workdir);
     }
-    if let Some(user) = config.get_user() {
-        command.args(["-U", user]);
-    }
-    if let Some(password) = config.get_password() {
-        command.env("PGPASSWORD", String::from_utf8_lossy(password).as_ref());
-    }
-    command.arg(config.get_dbname().unwrap_or("postgres"));
-    // Logs of an earlier client count must not mix in.
-    remove_logs(workdir)?;
-    let output = command
-        .output()
-        .await
-        .with_context(|| format!("running {}", program.display()))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "pgbench failed ({}):\n{stdout}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let failed = field(&stdout, "number of failed transactions:").unwrap_or(0.0);
-    if failed > 0.0 {
-        bail!("pgbench had {failed} failed transactions:\n{stdout}");
-    }
-    let tps = field(&stdout, "tps =")
-        .with_context(|| format!("no tps in pgbench's output:\n{stdout}"))?;
-    let latency = logged_latencies(workdir)?;
-    Ok(Pgbench {
-        tps,
-        latency: Percentiles::from_micros(&latency),
-    })
 }
 
 /// The number after `label` on the line that starts with it.

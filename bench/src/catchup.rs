@@ -67,7 +67,7 @@ pub async fn run(database: &BenchDatabase, args: &Args) -> anyhow::Result<Vec<Fi
     // The baseline is the faster of two COPYs, one before the reads and one after, so neither a
     // cold cache nor a noisy neighbour flatters the ratios.
     eprintln!("COPY of the log in log order…");
-    let first_copy = copy_rate(&client, args.events).await?;
+    let first_copy = copy_rate(&client, None, args.events).await?;
 
     eprintln!("subscription from the start…");
     let read = subscription_rate(&database.url, args.events).await?;
@@ -87,7 +87,7 @@ pub async fn run(database: &BenchDatabase, args: &Args) -> anyhow::Result<Vec<Fi
     let elapsed = replay["elapsed_secs"].as_f64().unwrap_or(f64::NAN);
 
     eprintln!("COPY again…");
-    let copy_rate = first_copy.max(copy_rate(&client, args.events).await?);
+    let copy_rate = first_copy.max(copy_rate(&client, None, args.events).await?);
     let copy = Some((copy_rate, "COPY"));
     let mut figures = vec![
         Figure::rate(
@@ -168,9 +168,17 @@ async fn fill(client: &tokio_postgres::Client, total: u64) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Rows/s of a `COPY … TO STDOUT` of every column in log order, bytes drained by the client.
-async fn copy_rate(client: &tokio_postgres::Client, rows: u64) -> anyhow::Result<f64> {
-    let query = format!("SELECT {COLUMNS} FROM events ORDER BY transaction_id, global_position");
+/// Rows/s of a `COPY … TO STDOUT` of every column of the events that match `filter` (a `WHERE`
+/// condition; all of them when `None`) in log order, bytes drained by the client. `rows` is how
+/// many there are.
+pub(crate) async fn copy_rate(
+    client: &tokio_postgres::Client,
+    filter: Option<&str>,
+    rows: u64,
+) -> anyhow::Result<f64> {
+    let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
+    let query =
+        format!("SELECT {COLUMNS} FROM events{filter} ORDER BY transaction_id, global_position");
     let plan = client.query(&format!("EXPLAIN {query}"), &[]).await?;
     let plan: Vec<String> = plan
         .iter()

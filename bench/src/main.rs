@@ -7,9 +7,12 @@ mod access;
 mod append;
 mod catchup;
 mod children;
+mod contacts;
 mod data;
 mod db;
+mod load;
 mod report;
+mod server;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +43,9 @@ enum Command {
     /// Authenticated GET /api/v1/me against GET /health on a `corbi up` child, and sign-ins per
     /// second on one core.
     Access(access::Args),
+    /// Contact creations over HTTP against pgbench inserts, the contacts replay against COPY, and
+    /// searches of two million contacts against lookups by id, on a `corbi up` child.
+    Contacts(contacts::Args),
     /// (internal) Replays event_stats in the database at --database-url and reports peak memory.
     #[command(hide = true)]
     ReplayChild,
@@ -76,6 +82,15 @@ async fn main() -> anyhow::Result<()> {
                 "access",
                 |version| access::context(args, version),
                 async |db| access::run(db, args).await,
+            )
+            .await?;
+        }
+        Command::Contacts(args) => {
+            measure(
+                &cli,
+                "contacts",
+                |version| contacts::context(args, version),
+                async |db| contacts::run(db, args).await,
             )
             .await?;
         }

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 pub enum Target {
     /// ours / baseline ≥ this.
     RatioAtLeast(f64),
+    /// ours / baseline ≤ this (a latency at most so many times its baseline's).
+    RatioAtMost(f64),
     /// ours ≤ this (same unit as ours).
     AtMost(f64),
 }
@@ -82,9 +84,15 @@ impl Figure {
         self
     }
 
-    /// ours / baseline, for rates (a latency's baseline is there to compare by eye).
+    /// ours / baseline, for rates, and for latencies (of their p99s) that have a target; the
+    /// baseline of any other latency is there to compare by eye.
     pub fn ratio(&self) -> Option<f64> {
-        if self.unit != "per_second" {
+        let shown = match self.unit {
+            "per_second" => true,
+            "ms_p99" => self.target.is_some(),
+            _ => false,
+        };
+        if !shown {
             return None;
         }
         self.baseline
@@ -95,6 +103,7 @@ impl Figure {
     pub fn pass(&self) -> Option<bool> {
         match self.target? {
             Target::RatioAtLeast(min) => self.ratio().map(|r| r >= min),
+            Target::RatioAtMost(max) => self.ratio().map(|r| r <= max),
             Target::AtMost(max) => Some(self.ours <= max),
         }
     }
@@ -102,6 +111,7 @@ impl Figure {
     fn target_text(&self) -> String {
         match self.target {
             Some(Target::RatioAtLeast(min)) => format!("ratio ≥ {min}"),
+            Some(Target::RatioAtMost(max)) => format!("ratio ≤ {max}"),
             Some(Target::AtMost(max)) => format!("≤ {}", trim(max)),
             None => String::new(),
         }
@@ -281,6 +291,20 @@ mod tests {
         let f = Figure::value("mem", 250.0, "250 MB".into(), "MB").target(Target::AtMost(200.0));
         assert_eq!(f.pass(), Some(false));
         assert_eq!(Figure::rate("x", 1.0, None).pass(), None);
+    }
+
+    #[test]
+    fn latency_ratios_are_of_p99s_and_shown_with_a_target() {
+        let ours = Percentiles { p50: 2.0, p99: 9.0 };
+        let pgbench = Percentiles { p50: 1.0, p99: 4.0 };
+        let f = Figure::latency("l", ours, Some((pgbench, "pgbench")));
+        assert_eq!(f.ratio(), None);
+        let f = f.target(Target::RatioAtMost(3.0));
+        assert_eq!(f.ratio(), Some(2.25));
+        assert_eq!(f.pass(), Some(true));
+        let f = Figure::latency("l", ours, Some((pgbench, "pgbench"))).target(Target::AtMost(5.0));
+        assert_eq!(f.ratio(), Some(2.25));
+        assert_eq!(f.pass(), Some(false));
     }
 
     #[test]

@@ -118,9 +118,10 @@ pub struct ContactWritten {
 }
 
 /// How a contact rule answers.
-fn rejected(error: ContactError) -> ApiError {
+pub(crate) fn rejected(error: ContactError) -> ApiError {
     match error {
         ContactError::NotFound => not_found(),
+        ContactError::UnknownConflict => ApiError::NotFound("No such identity conflict.".into()),
         ContactError::InvalidFullName => ApiError::validation("full_name", error.to_string()),
         ContactError::InvalidNotes => ApiError::validation("notes", error.to_string()),
         ContactError::InvalidReason => ApiError::validation("reason", error.to_string()),
@@ -129,9 +130,12 @@ fn rejected(error: ContactError) -> ApiError {
         | ContactError::CustomFieldSetAndRemoved(ref key) => {
             ApiError::validation(format!("custom_fields.{key}"), error.to_string())
         }
-        ContactError::Deleted | ContactError::Erased | ContactError::AlreadyExists => {
-            ApiError::Conflict(format!("{error}."))
-        }
+        ContactError::MergeWithItself => ApiError::validation("source", error.to_string()),
+        ContactError::Deleted
+        | ContactError::Erased
+        | ContactError::AlreadyExists
+        | ContactError::Merged
+        | ContactError::NotMerged => ApiError::Conflict(format!("{error}.")),
     }
 }
 
@@ -149,13 +153,18 @@ fn field_of(identity: Identity) -> &'static str {
     }
 }
 
-/// What changes between two sets of identifiers, one entry per kind.
-fn identity_changes(before: &Contact, after: &Contact) -> Vec<IdentityChange> {
+/// What changes between two states of `owner`'s identifiers, one entry per kind.
+pub(crate) fn identity_changes(
+    owner: Uuid,
+    before: &Contact,
+    after: &Contact,
+) -> Vec<IdentityChange> {
     let old: BTreeMap<Identity, String> = before.identities().into_iter().collect();
     let new: BTreeMap<Identity, String> = after.identities().into_iter().collect();
     Identity::ALL
         .iter()
         .map(|identity| IdentityChange {
+            owner,
             kind: identity.as_str(),
             field: field_of(*identity),
             old: old.get(identity).cloned(),
@@ -188,17 +197,6 @@ fn parse_tags(field: &str, raw: &[String], errors: &mut Vec<FieldError>) -> Vec<
         .collect()
 }
 
-/// Custom field keys starting with `$` would collide with the markers personal values are
-/// sealed with.
-fn check_custom_keys<'a>(keys: impl Iterator<Item = &'a String>, errors: &mut Vec<FieldError>) {
-    for key in keys.filter(|k| k.starts_with('$')) {
-        errors.push(FieldError::new(
-            format!("custom_fields.{key}"),
-            "a key must not start with `$`",
-        ));
-    }
-}
-
 /// The organisation's default phone region (branding), for numbers written without `+`; not
 /// looked up when every number given has its country code.
 async fn phone_region(
@@ -223,7 +221,7 @@ async fn phone_region(
 }
 
 /// The contact's events, encoded for `org_id` and sealed with the contact's key.
-async fn sealed(
+pub(crate) async fn sealed(
     state: &CommandState,
     events: &[ContactEvent],
     org_id: Uuid,
@@ -254,7 +252,7 @@ fn keys_error(error: event_store::data_keys::DataKeyError, doing: &'static str) 
 
 /// A contact of the caller's organisation with the version it was read at; 404 for anyone
 /// else's (a contact of another organisation is not found, not forbidden).
-async fn load(
+pub(crate) async fn load(
     state: &CommandState,
     org_id: Uuid,
     contact_id: Uuid,
@@ -269,12 +267,14 @@ async fn load(
 }
 
 /// Decides `command` on the contact and appends it with its identifier changes, again when
-/// the contact moved meanwhile.
-async fn execute(
+/// the contact moved meanwhile. With a `conflict_source`, an identifier another contact holds is
+/// recorded on this contact as an identity conflict (and still answered 409).
+pub(crate) async fn execute(
     state: &CommandState,
     caller: &Caller,
     contact_id: Uuid,
     command: ContactCommand,
+    conflict_source: Option<&str>,
 ) -> Result<(Contact, Option<events::Position>), ApiError> {
     let metadata = caller.metadata();
     for _ in 0..MAX_ATTEMPTS {
@@ -284,7 +284,7 @@ async fn execute(
             return Ok((before, None));
         }
         let after = decided.iter().fold(before.clone(), Contact::evolve);
-        let changes = identity_changes(&before, &after);
+        let changes = identity_changes(contact_id, &before, &after);
         let events = sealed(state, &decided, caller.org_id, contact_id, &metadata).await?;
         let write = OwnerWrite {
             org_id: caller.org_id,
@@ -293,9 +293,35 @@ async fn execute(
             expected: expected(version),
             events,
         };
-        match append_with_identities(&*state.store, write, &changes, &metadata).await {
-            Ok(result) => return Ok((after, Some(result.position))),
+        match append_with_identities(&*state.store, vec![write], &changes, &metadata).await {
+            Ok(results) => return Ok((after, results.last().map(|r| r.position))),
             Err(IdentityError::OwnerMoved) => continue,
+            Err(IdentityError::Taken {
+                field,
+                kind,
+                value,
+                holder,
+            }) if conflict_source.is_some() => {
+                let identity = Identity::ALL
+                    .into_iter()
+                    .find(|i| i.as_str() == kind)
+                    .ok_or_else(|| {
+                        ApiError::Internal(anyhow::anyhow!("unknown identity {kind}"))
+                    })?;
+                let conflict_id = Uuid::now_v7();
+                let record = ContactCommand::RecordConflict {
+                    conflict_id,
+                    identity,
+                    value,
+                    holder,
+                    source: conflict_source.unwrap_or("api").to_owned(),
+                };
+                Box::pin(execute(state, caller, contact_id, record, None)).await?;
+                return Err(ApiError::Taken {
+                    field: format!("{field} (recorded as identity conflict {conflict_id})"),
+                    holder,
+                });
+            }
             Err(error) => return Err(identity_error(error)),
         }
     }
@@ -304,9 +330,9 @@ async fn execute(
     ))
 }
 
-fn identity_error(error: IdentityError) -> ApiError {
+pub(crate) fn identity_error(error: IdentityError) -> ApiError {
     match error {
-        IdentityError::Taken { field, holder } => ApiError::Taken {
+        IdentityError::Taken { field, holder, .. } => ApiError::Taken {
             field: field.into(),
             holder,
         },
@@ -318,7 +344,7 @@ fn identity_error(error: IdentityError) -> ApiError {
     }
 }
 
-fn answer(
+pub(crate) fn answer(
     response: actix_web::HttpResponseBuilder,
     contact_id: Uuid,
     position: Option<events::Position>,
@@ -359,93 +385,130 @@ pub async fn create(
     body: web::Json<CreateContact>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Staff)?;
-    let body = body.into_inner();
-    let region = phone_region(&state, caller.org_id, &[body.whatsapp.as_deref()]).await?;
+    let contact_id = match &key.0 {
+        Some(key) => idempotency::derive(caller.org_id, key, CREATE_ROUTE, None),
+        None => Uuid::now_v7(),
+    };
+    tracing::Span::current().record("contact_id", tracing::field::display(contact_id));
+    let metadata = Metadata {
+        idempotency_key: key.0.clone(),
+        ..caller.metadata()
+    };
+    let created = create_contact(
+        &state,
+        caller.org_id,
+        contact_id,
+        body.into_inner(),
+        &metadata,
+    )
+    .await?;
+    match created {
+        Created::New(position) => Ok(answer(HttpResponse::Created(), contact_id, Some(position))),
+        Created::Existing(same) if key.0.is_some() && same => {
+            Ok(answer(HttpResponse::Created(), contact_id, None))
+        }
+        Created::Existing(_) => Err(ApiError::Unprocessable {
+            slug: "idempotency-key-reused",
+            detail: format!(
+                "This Idempotency-Key was already used for a different request to \
+                 {CREATE_ROUTE}; send a new key for a new request."
+            ),
+        }),
+    }
+}
+
+/// What [`create_contact`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The contact was created; its last event is at this position.
+    New(events::Position),
+    /// A contact with this id existed already (a retry with a derived id); `true` when it has
+    /// the same name and identifiers as asked.
+    Existing(bool),
+}
+
+/// Validates `input` and creates contact `contact_id` in `org_id`, its identifiers claimed in the
+/// same append: the one way contacts are made (the endpoint, imports). Field errors are
+/// `ApiError::Validation`, a taken identifier `ApiError::Taken`.
+pub async fn create_contact(
+    state: &CommandState,
+    org_id: Uuid,
+    contact_id: Uuid,
+    input: CreateContact,
+    metadata: &Metadata,
+) -> Result<Created, ApiError> {
+    let region = phone_region(state, org_id, &[input.whatsapp.as_deref()]).await?;
     let mut errors = Vec::new();
-    let full_name = domain::contact::valid_full_name(&body.full_name)
+    let full_name = domain::contact::valid_full_name(&input.full_name)
         .map_err(|e| errors.push(FieldError::new("full_name", e.to_string())))
         .unwrap_or_default();
     let new = NewContact {
-        contact_id: match &key.0 {
-            Some(key) => idempotency::derive(caller.org_id, key, CREATE_ROUTE, None),
-            None => Uuid::now_v7(),
-        },
+        contact_id,
         full_name,
-        email: parse_field("email", body.email.as_deref(), Email::parse, &mut errors),
+        email: parse_field("email", input.email.as_deref(), Email::parse, &mut errors),
         whatsapp: parse_field(
             "whatsapp",
-            body.whatsapp.as_deref(),
+            input.whatsapp.as_deref(),
             |raw| PhoneE164::parse(raw, region.as_deref()),
             &mut errors,
         ),
         telegram_chat_id: parse_field(
             "telegram_chat_id",
-            body.telegram_chat_id.as_deref(),
+            input.telegram_chat_id.as_deref(),
             TelegramChatId::parse,
             &mut errors,
         ),
         instagram_scoped_id: parse_field(
             "instagram_scoped_id",
-            body.instagram_scoped_id.as_deref(),
+            input.instagram_scoped_id.as_deref(),
             InstagramId::parse,
             &mut errors,
         ),
         instagram_user_id: parse_field(
             "instagram_user_id",
-            body.instagram_user_id.as_deref(),
+            input.instagram_user_id.as_deref(),
             InstagramId::parse,
             &mut errors,
         ),
-        tags: parse_tags("tags", &body.tags, &mut errors),
-        notes: domain::contact::valid_notes(body.notes.as_deref())
+        tags: parse_tags("tags", &input.tags, &mut errors),
+        notes: domain::contact::valid_notes(input.notes.as_deref())
             .map_err(|e| errors.push(FieldError::new("notes", e.to_string())))
             .unwrap_or_default(),
-        custom_fields: body.custom_fields.clone(),
+        custom_fields: input.custom_fields,
     };
-    check_custom_keys(new.custom_fields.keys(), &mut errors);
+    // Definitions allow only `[a-z][a-z0-9_]*` keys, so no key can be taken for the `$`
+    // markers personal values are sealed with.
+    let definitions = crate::custom_fields::definitions(state, org_id).await?;
+    crate::custom_fields::check_values(&definitions, &new.custom_fields, true, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation { errors });
     }
-    let contact_id = new.contact_id;
-    tracing::Span::current().record("contact_id", tracing::field::display(contact_id));
     let decided = Contact::default()
         .decide(ContactCommand::Create(new.clone()))
         .map_err(rejected)?;
     let created = decided.iter().fold(Contact::default(), Contact::evolve);
-    let changes = identity_changes(&Contact::default(), &created);
-    let metadata = Metadata {
-        idempotency_key: key.0.clone(),
-        ..caller.metadata()
-    };
-    let events = sealed(&state, &decided, caller.org_id, contact_id, &metadata).await?;
+    let changes = identity_changes(contact_id, &Contact::default(), &created);
+    let events = sealed(state, &decided, org_id, contact_id, metadata).await?;
     let write = OwnerWrite {
-        org_id: caller.org_id,
+        org_id,
         owner: contact_id,
         stream: &contact::stream(contact_id),
         expected: ExpectedVersion::NoStream,
         events,
     };
-    match append_with_identities(&*state.store, write, &changes, &metadata).await {
-        Ok(result) => Ok(answer(
-            HttpResponse::Created(),
-            contact_id,
-            Some(result.position),
-        )),
-        // Only a key-derived id can exist already: this is a retry, or the key's reuse.
-        Err(IdentityError::OwnerMoved) if key.0.is_some() => {
-            let (existing, _) = load(&state, caller.org_id, contact_id).await?;
+    match append_with_identities(&*state.store, vec![write], &changes, metadata).await {
+        Ok(results) => match results.last() {
+            Some(result) => Ok(Created::New(result.position)),
+            None => Err(ApiError::Internal(anyhow::anyhow!(
+                "a create appended nothing"
+            ))),
+        },
+        // Only a derived id can exist already: a retry, or a key reused for something else.
+        Err(IdentityError::OwnerMoved) => {
+            let (existing, _) = load(state, org_id, contact_id).await?;
             let same = existing.full_name == Some(new.full_name)
                 && existing.identities() == created.identities();
-            if !same {
-                return Err(ApiError::Unprocessable {
-                    slug: "idempotency-key-reused",
-                    detail: format!(
-                        "This Idempotency-Key was already used for a different request to \
-                         {CREATE_ROUTE}; send a new key for a new request."
-                    ),
-                });
-            }
-            Ok(answer(HttpResponse::Created(), contact_id, None))
+            Ok(Created::Existing(same))
         }
         Err(error) => Err(identity_error(error)),
     }
@@ -558,7 +621,10 @@ pub async fn update(
             .map(|(k, _)| k.clone())
             .collect::<BTreeSet<_>>(),
     };
-    check_custom_keys(body.custom_fields.keys(), &mut errors);
+    if !body.custom_fields.is_empty() {
+        let definitions = crate::custom_fields::definitions(&state, caller.org_id).await?;
+        crate::custom_fields::check_values(&definitions, &body.custom_fields, false, &mut errors);
+    }
     let add_tags = parse_tags("add_tags", &body.add_tags, &mut errors);
     let remove_tags = parse_tags("remove_tags", &body.remove_tags, &mut errors);
     if !errors.is_empty() {
@@ -583,7 +649,7 @@ pub async fn update(
     }
     let mut position = None;
     for command in commands {
-        let (_, written) = execute(&state, &caller, contact_id, command).await?;
+        let (_, written) = execute(&state, &caller, contact_id, command, Some("api")).await?;
         position = written.or(position);
     }
     Ok(answer(HttpResponse::Ok(), contact_id, position))
@@ -625,7 +691,7 @@ pub async fn change_status(
         .map_err(|e| ApiError::validation("reason", e.to_string()))?;
     let contact_id = path.into_inner();
     let command = ContactCommand::ChangeStatus { to, reason };
-    let (_, position) = execute(&state, &caller, contact_id, command).await?;
+    let (_, position) = execute(&state, &caller, contact_id, command, None).await?;
     Ok(answer(HttpResponse::Ok(), contact_id, position))
 }
 
@@ -657,17 +723,29 @@ pub async fn delete(
     caller.require(Role::Admin)?;
     let contact_id = path.into_inner();
     if !query.erase.unwrap_or(false) {
-        let (_, position) = execute(&state, &caller, contact_id, ContactCommand::Delete).await?;
+        let (_, position) =
+            execute(&state, &caller, contact_id, ContactCommand::Delete, None).await?;
         return Ok(answer(HttpResponse::Ok(), contact_id, position));
     }
     // The erasure is recorded (and its identifiers released) first, then the key destroyed: a
     // failure in between is finished by the retry, which finds the event and destroys the key.
-    let (_, position) = execute(&state, &caller, contact_id, ContactCommand::Erase).await?;
+    let (erased, mut position) =
+        execute(&state, &caller, contact_id, ContactCommand::Erase, None).await?;
     state
         .data_keys
         .erase(contact_id)
         .await
         .map_err(|e| keys_error(e, "erasing a data key"))?;
+    // Contacts merged into this one are the same person, and their data is in here too.
+    for merged in erased.absorbed.keys() {
+        let (_, written) = execute(&state, &caller, *merged, ContactCommand::Erase, None).await?;
+        position = written.or(position);
+        state
+            .data_keys
+            .erase(*merged)
+            .await
+            .map_err(|e| keys_error(e, "erasing a data key"))?;
+    }
     Ok(answer(HttpResponse::Ok(), contact_id, position))
 }
 
@@ -696,6 +774,6 @@ pub async fn restore(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
     let contact_id = path.into_inner();
-    let (_, position) = execute(&state, &caller, contact_id, ContactCommand::Restore).await?;
+    let (_, position) = execute(&state, &caller, contact_id, ContactCommand::Restore, None).await?;
     Ok(answer(HttpResponse::Ok(), contact_id, position))
 }

@@ -1,9 +1,10 @@
 //! Identifiers unique within an organisation (DESIGN §3): a contact's new email, phone or chat
-//! id is claimed in its reservation stream in the same `append_to_streams` as the contact's own
+//! id is claimed in its reservation stream in the same `append_to_streams` as the contacts' own
 //! events, and a dropped one is released there, so two contacts can never hold one identifier,
-//! however their writes interleave.
+//! however their writes interleave. One append may also hand an identifier from one contact to
+//! another (release and claim in the same reservation stream).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use domain::Aggregate;
 use domain::reservation::{Reservation, ReservationCommand, ReservationError};
@@ -17,6 +18,8 @@ use crate::aggregate::{self, MAX_ATTEMPTS, encode, expected};
 /// One identifier of an owner changing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityChange {
+    /// Whose identifier it is.
+    pub owner: Uuid,
     /// The reservation kind (`email`, `whatsapp`…), part of the reservation stream name.
     pub kind: &'static str,
     /// The request field it came from, for error answers.
@@ -30,12 +33,14 @@ pub struct IdentityChange {
 /// Why identifiers could not be written.
 #[derive(Debug)]
 pub enum IdentityError {
-    /// `holder` holds the identifier of `field`.
+    /// `holder` holds `value`, the identifier of `field` (reservation kind `kind`).
     Taken {
         field: &'static str,
+        kind: &'static str,
+        value: String,
         holder: Uuid,
     },
-    /// The owner's own stream moved on: decide again.
+    /// An owner's own stream moved on: decide again.
     OwnerMoved,
     Store(StoreError),
     Api(service::ApiError),
@@ -47,7 +52,7 @@ impl From<service::ApiError> for IdentityError {
     }
 }
 
-/// The write the identifiers go with: events for the owner's own stream.
+/// The events for an owner's own stream that go with the identifiers.
 pub struct OwnerWrite<'a> {
     pub org_id: Uuid,
     pub owner: Uuid,
@@ -56,122 +61,131 @@ pub struct OwnerWrite<'a> {
     pub events: Vec<NewEvent>,
 }
 
-/// Appends the owner's events with the reservations `changes` need, all at once. Reservation
-/// streams that moved meanwhile are re-read and tried again; an owner stream that moved is the
-/// caller's to re-decide.
+/// One reservation stream's part of an attempt.
+struct Pending {
+    state: Reservation,
+    version: Option<u64>,
+    events: Vec<ReservationEvent>,
+    /// Whether this attempt claims the value (released again should the append half fail).
+    claims: bool,
+}
+
+/// Appends the owners' events with the reservations `changes` need, all at once: releases
+/// first, then claims, so one identifier can pass between two owners. Reservation streams that
+/// moved meanwhile are re-read and tried again; an owner stream that moved is the caller's to
+/// re-decide ([`IdentityError::OwnerMoved`]).
 pub async fn append_with_identities(
     store: &dyn EventStore,
-    write: OwnerWrite<'_>,
+    writes: Vec<OwnerWrite<'_>>,
     changes: &[IdentityChange],
     metadata: &Metadata,
-) -> Result<AppendResult, IdentityError> {
-    let OwnerWrite {
-        org_id,
-        owner,
-        stream: owner_stream,
-        expected: owner_expected,
-        events: owner_events,
-    } = write;
+) -> Result<Vec<AppendResult>, IdentityError> {
+    let org_id = writes.first().map(|w| w.org_id).unwrap_or_default();
+    let owner_streams: Vec<String> = writes.iter().map(|w| w.stream.to_owned()).collect();
     // What is known of each reservation stream. A new identifier is claimed on the guess that
     // nobody has it (no read: the append's `NoStream` checks it); a wrong guess costs one read.
     let mut known: HashMap<String, (Reservation, Option<u64>)> = HashMap::new();
-    let mut reservation_streams = Vec::new();
-    let mut claimed = Vec::new();
+    let changes: Vec<&IdentityChange> = changes.iter().filter(|c| c.old != c.new).collect();
     for _ in 0..MAX_ATTEMPTS {
-        let mut appends = Vec::new();
-        reservation_streams.clear();
-        claimed.clear();
-        for change in changes.iter().filter(|c| c.old != c.new) {
-            let scope = Scope::Contact {
-                org_id,
-                kind: change.kind,
+        let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
+        for change in &changes {
+            let Some(old) = &change.old else { continue };
+            let stream = stream_of(org_id, change.kind, old);
+            let (state, version) = match known.get(&stream) {
+                Some(state) => *state,
+                None => {
+                    let state = aggregate::load::<Reservation>(store, &stream).await?;
+                    known.insert(stream.clone(), state);
+                    state
+                }
             };
-            if let Some(new) = &change.new {
-                let stream = reservation::stream(&scope, new);
-                let (held, version) = known.get(&stream).copied().unwrap_or_default();
-                let claim = held.decide(ReservationCommand::Reserve { owner }).map_err(
-                    |ReservationError::Taken { holder }| IdentityError::Taken {
-                        field: change.field,
-                        holder,
-                    },
-                )?;
-                if !claim.is_empty() {
-                    reservation_streams.push(stream.clone());
-                    claimed.push(stream.clone());
-                    appends.push(StreamAppend::new(
-                        stream,
-                        expected(version),
-                        encode(&claim, org_id, metadata)?,
-                    ));
-                }
-            }
-            if let Some(old) = &change.old {
-                let stream = reservation::stream(&scope, old);
-                let (held, version) = match known.get(&stream) {
-                    Some(state) => *state,
-                    None => {
-                        let state = aggregate::load::<Reservation>(store, &stream).await?;
-                        known.insert(stream.clone(), state);
-                        state
-                    }
-                };
-                let release = held
-                    .decide(ReservationCommand::Release { owner })
-                    .unwrap_or_default();
-                if !release.is_empty() {
-                    reservation_streams.push(stream.clone());
-                    appends.push(StreamAppend::new(
-                        stream,
-                        expected(version),
-                        encode(&release, org_id, metadata)?,
-                    ));
-                }
-            }
+            let entry = pending.entry(stream).or_insert(Pending {
+                state,
+                version,
+                events: Vec::new(),
+                claims: false,
+            });
+            let release = entry
+                .state
+                .decide(ReservationCommand::Release {
+                    owner: change.owner,
+                })
+                .unwrap_or_default();
+            entry.state = release.iter().fold(entry.state, Reservation::evolve);
+            entry.events.extend(release);
         }
-        // The owner's events go last: on a store without cross-stream transactions a failure
-        // then leaves at most claims, which are released below.
-        appends.push(StreamAppend::new(
-            owner_stream,
-            owner_expected,
-            owner_events.clone(),
-        ));
-        match store.append_to_streams(appends).await {
-            Ok(mut results) => {
-                return results.pop().ok_or_else(|| {
-                    IdentityError::Api(service::ApiError::Internal(anyhow::anyhow!(
-                        "an append answered no results"
-                    )))
-                });
+        for change in &changes {
+            let Some(new) = &change.new else { continue };
+            let stream = stream_of(org_id, change.kind, new);
+            let (state, version) = known.get(&stream).copied().unwrap_or_default();
+            let entry = pending.entry(stream).or_insert(Pending {
+                state,
+                version,
+                events: Vec::new(),
+                claims: false,
+            });
+            let claim = entry
+                .state
+                .decide(ReservationCommand::Reserve {
+                    owner: change.owner,
+                })
+                .map_err(|ReservationError::Taken { holder }| IdentityError::Taken {
+                    field: change.field,
+                    kind: change.kind,
+                    value: new.clone(),
+                    holder,
+                })?;
+            entry.claims |= !claim.is_empty();
+            entry.state = claim.iter().fold(entry.state, Reservation::evolve);
+            entry.events.extend(claim);
+        }
+        let pending: BTreeMap<String, Pending> = pending
+            .into_iter()
+            .filter(|(_, p)| !p.events.is_empty())
+            .collect();
+        let mut appends = Vec::new();
+        for (stream, part) in &pending {
+            appends.push(StreamAppend::new(
+                stream.clone(),
+                expected(part.version),
+                encode(&part.events, org_id, metadata)?,
+            ));
+        }
+        // The owners' events go last: on a store without cross-stream transactions a failure
+        // then leaves at most reservations, which are undone below.
+        for write in &writes {
+            appends.push(StreamAppend::new(
+                write.stream,
+                write.expected,
+                write.events.clone(),
+            ));
+        }
+        let failure = match store.append_to_streams(appends).await {
+            Ok(results) => {
+                let skip = results.len() - writes.len();
+                return Ok(results.into_iter().skip(skip).collect());
             }
-            Err(StoreError::WrongExpectedVersion { stream, .. })
-                if reservation_streams.contains(&stream) =>
-            {
+            Err(StoreError::PartlyAppended { appended, failure }) => {
+                let claimed: Vec<_> = appended
+                    .iter()
+                    .filter(|(stream, _)| pending.get(stream).is_some_and(|p| p.claims))
+                    .collect();
+                release_claims(store, org_id, &changes, &claimed, metadata).await;
+                // What was released moved on too: read everything again.
+                known.clear();
+                *failure
+            }
+            Err(error) => error,
+        };
+        match failure {
+            StoreError::WrongExpectedVersion { stream, .. } if pending.contains_key(&stream) => {
                 let state = aggregate::load::<Reservation>(store, &stream).await?;
                 known.insert(stream, state);
             }
-            Err(StoreError::WrongExpectedVersion { .. }) => return Err(IdentityError::OwnerMoved),
-            Err(StoreError::PartlyAppended { appended, failure }) => {
-                let ours: Vec<_> = appended
-                    .iter()
-                    .filter(|(stream, _)| claimed.contains(stream))
-                    .collect();
-                release_claims(store, org_id, owner, &ours, metadata).await;
-                // What was released moved on too: read everything again.
-                known.clear();
-                match *failure {
-                    StoreError::WrongExpectedVersion { stream, .. }
-                        if reservation_streams.contains(&stream) =>
-                    {
-                        let state = aggregate::load::<Reservation>(store, &stream).await?;
-                        known.insert(stream, state);
-                    }
-                    StoreError::WrongExpectedVersion { stream, .. } if stream == owner_stream => {
-                        return Err(IdentityError::OwnerMoved);
-                    }
-                    other => return Err(IdentityError::Store(other)),
-                }
+            StoreError::WrongExpectedVersion { stream, .. } if owner_streams.contains(&stream) => {
+                return Err(IdentityError::OwnerMoved);
             }
-            Err(error) => return Err(IdentityError::Store(error)),
+            other => return Err(IdentityError::Store(other)),
         }
     }
     Err(IdentityError::Api(service::ApiError::Conflict(
@@ -179,16 +193,29 @@ pub async fn append_with_identities(
     )))
 }
 
+fn stream_of(org_id: Uuid, kind: &'static str, value: &str) -> String {
+    reservation::stream(&Scope::Contact { org_id, kind }, value)
+}
+
 /// Gives back claims a partial append left behind (KurrentDB), so a failed write holds nothing.
 async fn release_claims(
     store: &dyn EventStore,
     org_id: Uuid,
-    owner: Uuid,
+    changes: &[&IdentityChange],
     claims: &[&(String, AppendResult)],
     metadata: &Metadata,
 ) {
     for (stream, result) in claims {
-        let release = ReservationEvent::Released { owner };
+        let Some(change) = changes.iter().find(|c| {
+            c.new
+                .as_ref()
+                .is_some_and(|v| stream_of(org_id, c.kind, v) == *stream)
+        }) else {
+            continue;
+        };
+        let release = ReservationEvent::Released {
+            owner: change.owner,
+        };
         let Ok(events) = encode(&[release], org_id, metadata) else {
             continue;
         };

@@ -8,10 +8,15 @@ pub mod account;
 pub mod aggregate;
 pub mod api_keys;
 pub mod auth;
+pub mod contact_conflicts;
+pub mod contact_merges;
 pub mod contacts;
+pub mod custom_fields;
 pub mod dispatch_probes;
+pub mod groups;
 pub mod idempotency;
 pub mod identities;
+pub mod imports;
 pub mod invitations;
 pub mod members;
 pub mod organisations;
@@ -180,6 +185,19 @@ pub(crate) fn db_error(error: sqlx::Error, doing: &'static str) -> ApiError {
         contacts::change_status,
         contacts::delete,
         contacts::restore,
+        imports::submit,
+        groups::create,
+        groups::update,
+        groups::delete,
+        groups::add_contacts,
+        groups::remove_contacts,
+        groups::remove_contact,
+        custom_fields::define,
+        custom_fields::change,
+        custom_fields::remove,
+        contact_conflicts::resolve,
+        contact_merges::merge,
+        contact_merges::unmerge,
     ),
     tags(
         (name = "dispatch probes", description = "End-to-end checks of the dispatch pipeline"),
@@ -189,6 +207,8 @@ pub(crate) fn db_error(error: sqlx::Error, doing: &'static str) -> ApiError {
         (name = "invitations", description = "Invitations to join an organisation"),
         (name = "api keys", description = "Keys for server-to-server calls"),
         (name = "contacts", description = "People across WhatsApp, email, Telegram and Instagram"),
+        (name = "groups", description = "Named sets of contacts, with live member counts"),
+        (name = "custom fields", description = "The extra fields an organisation keeps on its contacts"),
     )
 )]
 struct CommandDoc;
@@ -239,13 +259,45 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: CommandState) {
         .service(web::resource(api_keys::API_KEYS).route(web::post().to(api_keys::create)))
         .service(web::resource(api_keys::API_KEY).route(web::delete().to(api_keys::revoke)))
         .service(web::resource(contacts::CONTACTS).route(web::post().to(contacts::create)))
+        // Before CONTACT, whose `{contact_id}` would otherwise take the path.
+        .service(
+            web::resource(imports::IMPORTS)
+                .app_data(imports::payload_config())
+                .route(web::post().to(imports::submit)),
+        )
         .service(
             web::resource(contacts::CONTACT)
                 .route(web::patch().to(contacts::update))
                 .route(web::delete().to(contacts::delete)),
         )
         .service(web::resource(contacts::STATUS).route(web::post().to(contacts::change_status)))
-        .service(web::resource(contacts::RESTORE).route(web::post().to(contacts::restore)));
+        .service(web::resource(contacts::RESTORE).route(web::post().to(contacts::restore)))
+        .service(web::resource(groups::GROUPS).route(web::post().to(groups::create)))
+        .service(
+            web::resource(groups::GROUP)
+                .route(web::patch().to(groups::update))
+                .route(web::delete().to(groups::delete)),
+        )
+        .service(web::resource(groups::MEMBERS).route(web::post().to(groups::add_contacts)))
+        // Before MEMBER, whose `{contact_id}` would otherwise take the path.
+        .service(
+            web::resource(groups::REMOVE_MEMBERS).route(web::post().to(groups::remove_contacts)),
+        )
+        .service(web::resource(groups::MEMBER).route(web::delete().to(groups::remove_contact)))
+        .service(web::resource(custom_fields::FIELDS).route(web::post().to(custom_fields::define)))
+        .service(
+            web::resource(custom_fields::FIELD)
+                .route(web::patch().to(custom_fields::change))
+                .route(web::delete().to(custom_fields::remove)),
+        )
+        .service(
+            web::resource(contact_conflicts::RESOLVE)
+                .route(web::post().to(contact_conflicts::resolve)),
+        )
+        .service(web::resource(contact_merges::MERGE).route(web::post().to(contact_merges::merge)))
+        .service(
+            web::resource(contact_merges::UNMERGE).route(web::post().to(contact_merges::unmerge)),
+        );
 }
 
 /// The command side as a mountable API.

@@ -76,6 +76,12 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     service::auth::trust_forwarded_headers(config.trust_forwarded);
+    if config.master_key.is_development() {
+        tracing::warn!(
+            "CORBI_MASTER_KEY is unset: personal data is sealed with the public development key; \
+             set a key of your own outside development"
+        );
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

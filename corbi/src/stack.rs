@@ -31,7 +31,15 @@ pub async fn run(command: Command, config: ServiceConfig) -> anyhow::Result<()> 
         Command::Up => up(config, pool).await,
         Command::CommandApi => {
             let deps = deps(&config, pool).await?;
-            http::serve_command_api(&config, deps).await
+            let (stop, shutdown) = watch::channel(false);
+            let imports = tokio::spawn(command_api::imports::run(
+                import_worker_state(&config, &deps),
+                shutdown,
+            ));
+            let served = http::serve_command_api(&config, deps).await;
+            stop.send_replace(true);
+            imports.await?;
+            served
         }
         Command::QueryApi => {
             let deps = deps(&config, pool).await?;
@@ -85,14 +93,30 @@ async fn up(config: ServiceConfig, pool: PgPool) -> anyhow::Result<()> {
         pool,
         projections,
         projector::ProjectorConfig::default(),
+        shutdown.clone(),
+    ));
+    let imports = tokio::spawn(command_api::imports::run(
+        import_worker_state(&config, &deps),
         shutdown,
     ));
     let served = http::serve_all(&config, deps).await;
-    tracing::info!("HTTP server stopped; stopping the projector and the dispatcher");
+    tracing::info!("HTTP server stopped; stopping the projector, the dispatcher and imports");
     stop.send_replace(true);
     dispatcher.stop().await;
     projector.await?;
+    imports.await?;
     served
+}
+
+/// The command side as the contact import worker uses it: jobs run beside the HTTP server.
+fn import_worker_state(config: &ServiceConfig, deps: &HttpDeps) -> command_api::CommandState {
+    command_api::CommandState::with_sessions(
+        deps.store.clone(),
+        deps.read_pool.clone(),
+        command_api::AuthSettings::from_config(config),
+        deps.sessions.clone(),
+    )
+    .with_keyring(config.master_key.clone())
 }
 
 /// The data keys that seal and open personal fields, under the configured master key.

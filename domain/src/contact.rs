@@ -5,13 +5,19 @@
 //! Personal values arrive as [`Personal`]: the fold keeps the clear ones and, when a sealed value
 //! no longer opens (the contact's key was destroyed), keeps nothing and marks the contact erased.
 
+mod merge;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use events::contact::{ChannelFlags, ContactEvent, ContactStatus, CustomFieldValue, Identity};
+use events::contact::{
+    ChannelFlags, ConflictResolution, ContactEvent, ContactStatus, CustomFieldValue, Identity,
+};
 use events::personal::Personal;
 use events::{Email, InstagramId, PhoneE164, Tag, TelegramChatId};
 use uuid::Uuid;
+
+pub use merge::MovedClear;
 
 use crate::Aggregate;
 
@@ -50,9 +56,27 @@ pub struct Contact {
     pub deleted: bool,
     /// The personal data is gone: the contact was erased, or its sealed values no longer open.
     pub erased: bool,
+    /// The contact this one was merged into: its id resolves there.
+    pub merged_into: Option<Uuid>,
+    /// What each contact merged into this one brought, by its id.
+    pub absorbed: BTreeMap<Uuid, MovedClear>,
+    /// Attempts to give this contact identifiers other contacts hold, by id.
+    pub conflicts: BTreeMap<Uuid, IdentityConflict>,
     /// The stream holds a `ContactErased` event. Unlike `erased`, this says the erasure is
     /// complete: a key destroyed before the event was appended still needs the event.
     pub erasure_recorded: bool,
+}
+
+/// An identifier this contact was to get while another contact held it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConflict {
+    pub identity: Identity,
+    /// `None` once erased.
+    pub value: Option<String>,
+    pub holder: Uuid,
+    pub source: String,
+    /// `None` while open.
+    pub resolution: Option<ConflictResolution>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,12 +151,50 @@ pub enum ContactCommand {
     Delete,
     Restore,
     Erase,
+    /// Keeps an attempt to give the contact an identifier `holder` has.
+    RecordConflict {
+        conflict_id: Uuid,
+        identity: Identity,
+        value: String,
+        holder: Uuid,
+        source: String,
+    },
+    ResolveConflict {
+        conflict_id: Uuid,
+        resolution: ConflictResolution,
+    },
+    /// Merge this contact into `into`, whose current state is `target`.
+    MergeInto {
+        into: Uuid,
+        target: Box<Contact>,
+    },
+    /// Take in what `from`, merging into this contact, brings.
+    Absorb {
+        from: Uuid,
+        moved: MovedClear,
+    },
+    /// Give back to `from` what this contact still holds of it (undoing a merge).
+    Split {
+        from: Uuid,
+    },
+    /// Stand alone again, with what the contact merged into gave back.
+    Unmerge {
+        back: MovedClear,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContactError {
     #[error("the contact does not exist")]
     NotFound,
+    #[error("no such identity conflict")]
+    UnknownConflict,
+    #[error("the contact was merged into another; unmerge it first")]
+    Merged,
+    #[error("a contact cannot be merged into itself")]
+    MergeWithItself,
+    #[error("the contact is not merged")]
+    NotMerged,
     #[error("the contact exists already")]
     AlreadyExists,
     #[error("the contact is deleted; restore it first")]
@@ -501,6 +563,37 @@ impl Aggregate for Contact {
                 self.erase_personal_data();
                 self.erasure_recorded = true;
             }
+            E::IdentityConflictRecorded {
+                conflict_id,
+                identity,
+                value,
+                holder,
+                source,
+            } => {
+                let value = self.open(value);
+                self.conflicts.insert(
+                    *conflict_id,
+                    IdentityConflict {
+                        identity: *identity,
+                        value,
+                        holder: *holder,
+                        source: source.clone(),
+                        resolution: None,
+                    },
+                );
+            }
+            E::IdentityConflictResolved {
+                conflict_id,
+                resolution,
+            } => {
+                if let Some(conflict) = self.conflicts.get_mut(conflict_id) {
+                    conflict.resolution = Some(*resolution);
+                }
+            }
+            E::ContactMerged { .. }
+            | E::ContactAbsorbed { .. }
+            | E::ContactUnmerged { .. }
+            | E::ContactSplit { .. } => self.evolve_merge(event),
         }
         self
     }
@@ -519,6 +612,9 @@ impl Aggregate for Contact {
         }
         if self.erased && !matches!(command, C::Erase) {
             return Err(ContactError::Erased);
+        }
+        if self.merged_into.is_some() && !matches!(command, C::Unmerge { .. } | C::Erase) {
+            return Err(ContactError::Merged);
         }
         if self.deleted && !matches!(command, C::Delete | C::Restore | C::Erase) {
             return Err(ContactError::Deleted);
@@ -543,6 +639,37 @@ impl Aggregate for Contact {
                 vec![]
             }),
             C::Update(update) => self.decide_update(update),
+            C::MergeInto { into, target } => self.decide_merge_into(into, &target),
+            C::Absorb { from, moved } => self.decide_absorb(from, &moved),
+            C::Split { from } => self.decide_split(from),
+            C::Unmerge { back } => self.decide_unmerge(&back),
+            C::RecordConflict {
+                conflict_id,
+                identity,
+                value,
+                holder,
+                source,
+            } => {
+                let source = valid_reason(Some(&source))?.unwrap_or_else(|| "api".into());
+                Ok(vec![E::IdentityConflictRecorded {
+                    conflict_id,
+                    identity,
+                    value: value.into(),
+                    holder,
+                    source,
+                }])
+            }
+            C::ResolveConflict {
+                conflict_id,
+                resolution,
+            } => match self.conflicts.get(&conflict_id) {
+                None => Err(ContactError::UnknownConflict),
+                Some(conflict) if conflict.resolution.is_some() => Ok(vec![]),
+                Some(_) => Ok(vec![E::IdentityConflictResolved {
+                    conflict_id,
+                    resolution,
+                }]),
+            },
             C::ChangeStatus { to, reason } => {
                 let reason = valid_reason(reason.as_deref())?;
                 Ok(if to == self.status {

@@ -3,6 +3,8 @@
 //! command API and the dispatcher load a stream, decide, and append with the version they read.
 
 pub mod contact;
+pub mod custom_fields;
+pub mod group;
 pub mod organisation;
 pub mod probe;
 pub mod reservation;

@@ -204,6 +204,64 @@ pub enum ContactEvent {
     /// The contact's personal data is gone for good: the command side destroys its data key, so
     /// every sealed value in the stream reads as [`Personal::Erased`].
     ContactErased {},
+    /// Somebody tried to give this contact an identifier `holder` has: kept for a person to
+    /// resolve rather than dropped. Who tried and when are the event's metadata; `source` says
+    /// through what (`api`, an import, an inbound message).
+    IdentityConflictRecorded {
+        conflict_id: Uuid,
+        identity: Identity,
+        /// The normalised identifier.
+        value: Personal<String>,
+        holder: Uuid,
+        source: String,
+    },
+    IdentityConflictResolved {
+        conflict_id: Uuid,
+        resolution: ConflictResolution,
+    },
+    /// This contact was merged into `into`: its identifiers in `moved` went there (its tags and
+    /// custom fields were copied), and its id now resolves to `into`.
+    ContactMerged {
+        into: Uuid,
+        moved: Moved,
+    },
+    /// `from` was merged into this contact, bringing `moved`.
+    ContactAbsorbed {
+        from: Uuid,
+        moved: Moved,
+    },
+    /// The merge into `from` was undone: the identifiers in `moved` came back.
+    ContactUnmerged {
+        from: Uuid,
+        moved: Moved,
+    },
+    /// `from` was split off again, taking `moved` back with it.
+    ContactSplit {
+        from: Uuid,
+        moved: Moved,
+    },
+}
+
+/// What passes between two contacts in a merge or its undoing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    /// Normalised identifiers by kind.
+    #[serde(default)]
+    pub identities: BTreeMap<Identity, Personal<String>>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    #[serde(default)]
+    pub custom_fields: BTreeMap<String, Personal<CustomFieldValue>>,
+}
+
+/// How an identity conflict ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictResolution {
+    /// The holder keeps the identifier.
+    Kept,
+    /// The identifier moved from the holder to this contact.
+    Moved,
 }
 
 impl TypedEvent for ContactEvent {
@@ -225,6 +283,12 @@ impl TypedEvent for ContactEvent {
         "ContactDeleted",
         "ContactRestored",
         "ContactErased",
+        "IdentityConflictRecorded",
+        "IdentityConflictResolved",
+        "ContactMerged",
+        "ContactAbsorbed",
+        "ContactUnmerged",
+        "ContactSplit",
     ];
 }
 
@@ -308,6 +372,33 @@ mod tests {
             ContactEvent::ContactDeleted {},
             ContactEvent::ContactRestored {},
             ContactEvent::ContactErased {},
+            ContactEvent::IdentityConflictRecorded {
+                conflict_id: Uuid::nil(),
+                identity: Identity::Email,
+                value: Personal::from("a@example.com".to_owned()),
+                holder: Uuid::nil(),
+                source: "api".into(),
+            },
+            ContactEvent::IdentityConflictResolved {
+                conflict_id: Uuid::nil(),
+                resolution: ConflictResolution::Kept,
+            },
+            ContactEvent::ContactMerged {
+                into: Uuid::nil(),
+                moved: Moved::default(),
+            },
+            ContactEvent::ContactAbsorbed {
+                from: Uuid::nil(),
+                moved: Moved::default(),
+            },
+            ContactEvent::ContactUnmerged {
+                from: Uuid::nil(),
+                moved: Moved::default(),
+            },
+            ContactEvent::ContactSplit {
+                from: Uuid::nil(),
+                moved: Moved::default(),
+            },
         ];
         let mut types: Vec<String> = all.iter().map(|e| e.encode().expect("encodes").0).collect();
         types.sort();

@@ -5,7 +5,9 @@
 //! Pure serde, no IO.
 
 pub mod contact;
+pub mod custom_field;
 mod envelope;
+pub mod group;
 pub mod organisation;
 pub mod personal;
 mod position;

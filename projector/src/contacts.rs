@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use event_store::data_keys::DataKeys;
-use events::contact::ContactEvent;
+use events::contact::{ContactEvent, Identity, Moved};
 use events::personal::Personal;
 use events::{RecordedEvent, TypedEvent, Upcasters};
 use serde_json::{Value, json};
@@ -19,6 +19,7 @@ use crate::{Projection, table};
 
 pub const CONTACTS: &str = "rm_contacts";
 pub const TIMELINE: &str = "rm_contact_timeline";
+pub const CONFLICTS: &str = "rm_contact_conflicts";
 
 pub struct Contacts {
     keys: DataKeys,
@@ -37,7 +38,8 @@ impl Projection for Contacts {
     }
 
     fn version(&self) -> i32 {
-        1
+        // 2: identity conflicts; 3: merges.
+        3
     }
 
     fn handles(&self) -> &'static [&'static str] {
@@ -45,12 +47,13 @@ impl Projection for Contacts {
     }
 
     fn views(&self) -> &'static [&'static str] {
-        &[CONTACTS, TIMELINE]
+        &[CONTACTS, TIMELINE, CONFLICTS]
     }
 
     async fn create(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
         let contacts = table(CONTACTS, generation);
         let timeline = table(TIMELINE, generation);
+        let conflicts = table(CONFLICTS, generation);
         sqlx::raw_sql(AssertSqlSafe(format!(
             "CREATE TABLE {contacts} (
                  contact_id          uuid PRIMARY KEY,
@@ -76,6 +79,8 @@ impl Projection for Contacts {
                  erased_at           timestamptz,
                  last_inbound_at     timestamptz,
                  last_outbound_at    timestamptz,
+                 -- Set while this contact is merged into another, which its id resolves to.
+                 merged_into         uuid,
                  -- What `q` searches: the name and every identifier, lowercased.
                  search text GENERATED ALWAYS AS (lower(
                      coalesce(full_name, '') || ' ' || coalesce(email, '') || ' ' ||
@@ -91,6 +96,9 @@ impl Projection for Contacts {
                  seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                  org_id      uuid NOT NULL,
                  contact_id  uuid NOT NULL,
+                 -- The contact whose stream the event is in; `contact_id` differs while it is
+                 -- merged into another (its history shows there).
+                 origin_contact_id uuid NOT NULL,
                  event_id    uuid NOT NULL,
                  event_type  text NOT NULL,
                  data        jsonb NOT NULL,
@@ -98,7 +106,22 @@ impl Projection for Contacts {
                  actor_id    text,
                  recorded_at timestamptz NOT NULL
              );
-             CREATE INDEX ON {timeline} (org_id, contact_id, seq);"
+             CREATE INDEX ON {timeline} (org_id, contact_id, seq);
+             CREATE TABLE {conflicts} (
+                 conflict_id uuid PRIMARY KEY,
+                 org_id      uuid NOT NULL,
+                 contact_id  uuid NOT NULL,
+                 holder_id   uuid NOT NULL,
+                 identity    text NOT NULL,
+                 value       text,
+                 source      text NOT NULL,
+                 actor_kind  text NOT NULL,
+                 actor_id    text,
+                 recorded_at timestamptz NOT NULL,
+                 resolution  text,
+                 resolved_at timestamptz
+             );
+             CREATE INDEX ON {conflicts} (org_id, recorded_at DESC, conflict_id);"
         )))
         .execute(conn)
         .await?;
@@ -117,6 +140,7 @@ impl Projection for Contacts {
         let tables = Tables {
             contacts: table(CONTACTS, generation),
             timeline: table(TIMELINE, generation),
+            conflicts: table(CONFLICTS, generation),
         };
         for event in &opened {
             let Some(contact_event) = ContactEvent::decode(event, &upcasters)? else {
@@ -133,6 +157,7 @@ impl Projection for Contacts {
 struct Tables {
     contacts: String,
     timeline: String,
+    conflicts: String,
 }
 
 fn contact_id_of(stream: &str) -> anyhow::Result<Uuid> {
@@ -174,9 +199,9 @@ async fn record(
     let (actor_kind, actor_id) = actor_columns(&event.metadata.actor);
     let timeline = &tables.timeline;
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {timeline} (org_id, contact_id, event_id, event_type, data, actor_kind,
-                                 actor_id, recorded_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO {timeline} (org_id, contact_id, origin_contact_id, event_id, event_type,
+                                 data, actor_kind, actor_id, recorded_at)
+         VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)"
     )))
     .bind(event.org_id)
     .bind(contact_id)
@@ -212,6 +237,71 @@ async fn set(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The column an identifier kind lives in.
+fn identity_column(identity: Identity) -> &'static str {
+    match identity {
+        Identity::Email => "email",
+        Identity::Whatsapp => "whatsapp",
+        Identity::Telegram => "telegram_chat_id",
+        Identity::InstagramScoped => "instagram_scoped_id",
+        Identity::InstagramUser => "instagram_user_id",
+    }
+}
+
+async fn set_identities(
+    conn: &mut PgConnection,
+    tables: &Tables,
+    event: &RecordedEvent,
+    contact_id: Uuid,
+    moved: &Moved,
+) -> anyhow::Result<()> {
+    for (identity, value) in &moved.identities {
+        let value = value.clear().cloned();
+        set(
+            conn,
+            tables,
+            event,
+            contact_id,
+            identity_column(*identity),
+            value,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn clear_identities(
+    conn: &mut PgConnection,
+    tables: &Tables,
+    event: &RecordedEvent,
+    contact_id: Uuid,
+    moved: &Moved,
+) -> anyhow::Result<()> {
+    for identity in moved.identities.keys() {
+        set(
+            conn,
+            tables,
+            event,
+            contact_id,
+            identity_column(*identity),
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The tags and (clear) custom fields of what moved.
+fn tags_and_fields(moved: &Moved) -> (Vec<String>, Value) {
+    let tags = moved.tags.iter().map(|t| t.as_str().to_owned()).collect();
+    let custom: serde_json::Map<String, Value> = moved
+        .custom_fields
+        .iter()
+        .filter_map(|(key, value)| Some((key.clone(), value.clear()?.clone())))
+        .collect();
+    (tags, Value::Object(custom))
 }
 
 async fn apply(
@@ -434,10 +524,149 @@ async fn apply(
             // happened, and when.
             sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {timeline} SET data = '{{}}'
+                 WHERE org_id = $1 AND (contact_id = $2 OR origin_contact_id = $2)"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .execute(&mut *conn)
+            .await?;
+            // A conflicting identifier is the person's data on either side of the conflict.
+            let conflicts = &tables.conflicts;
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {conflicts} SET value = NULL
+                 WHERE org_id = $1 AND (contact_id = $2 OR holder_id = $2)"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .execute(conn)
+            .await?;
+        }
+        E::ContactMerged { into, moved } => {
+            clear_identities(conn, tables, event, contact_id, &moved).await?;
+            let timeline = &tables.timeline;
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contacts} SET merged_into = $3, updated_at = $4
                  WHERE org_id = $1 AND contact_id = $2"
             )))
             .bind(org_id)
             .bind(contact_id)
+            .bind(into)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {timeline} SET contact_id = $3 WHERE org_id = $1 AND contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(into)
+            .execute(conn)
+            .await?;
+        }
+        E::ContactUnmerged { moved, .. } => {
+            set_identities(conn, tables, event, contact_id, &moved).await?;
+            let timeline = &tables.timeline;
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contacts} SET merged_into = NULL, updated_at = $3
+                 WHERE org_id = $1 AND contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {timeline} SET contact_id = $2
+                 WHERE org_id = $1 AND origin_contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .execute(conn)
+            .await?;
+        }
+        E::ContactAbsorbed { moved, .. } => {
+            set_identities(conn, tables, event, contact_id, &moved).await?;
+            let (tags, custom) = tags_and_fields(&moved);
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contacts} SET
+                     tags = ARRAY(SELECT DISTINCT unnest(tags || $3::text[]) ORDER BY 1),
+                     custom_fields = $4 || custom_fields, updated_at = $5
+                 WHERE org_id = $1 AND contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(tags)
+            .bind(custom)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        E::ContactSplit { moved, .. } => {
+            clear_identities(conn, tables, event, contact_id, &moved).await?;
+            let (tags, custom) = tags_and_fields(&moved);
+            let keys: Vec<String> = custom
+                .as_object()
+                .map_or_else(Vec::new, |fields| fields.keys().cloned().collect());
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contacts} SET
+                     tags = ARRAY(SELECT t FROM unnest(tags) t WHERE t <> ALL($3::text[])
+                                  ORDER BY 1),
+                     custom_fields = custom_fields - $4::text[], updated_at = $5
+                 WHERE org_id = $1 AND contact_id = $2"
+            )))
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(tags)
+            .bind(keys)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        E::IdentityConflictRecorded {
+            conflict_id,
+            identity,
+            value,
+            holder,
+            source,
+        } => {
+            let conflicts = &tables.conflicts;
+            let (actor_kind, actor_id) = actor_columns(&event.metadata.actor);
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {conflicts} (conflict_id, org_id, contact_id, holder_id, identity,
+                     value, source, actor_kind, actor_id, recorded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (conflict_id) DO NOTHING"
+            )))
+            .bind(conflict_id)
+            .bind(org_id)
+            .bind(contact_id)
+            .bind(holder)
+            .bind(identity.as_str())
+            .bind(value.into_clear())
+            .bind(source)
+            .bind(actor_kind)
+            .bind(actor_id)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        E::IdentityConflictResolved {
+            conflict_id,
+            resolution,
+        } => {
+            let conflicts = &tables.conflicts;
+            let resolution = match resolution {
+                events::contact::ConflictResolution::Kept => "kept",
+                events::contact::ConflictResolution::Moved => "moved",
+            };
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {conflicts} SET resolution = $3, resolved_at = $4
+                 WHERE org_id = $1 AND conflict_id = $2"
+            )))
+            .bind(org_id)
+            .bind(conflict_id)
+            .bind(resolution)
+            .bind(at)
             .execute(conn)
             .await?;
         }

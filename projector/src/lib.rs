@@ -10,7 +10,9 @@
 pub mod access;
 pub mod audit;
 pub mod contacts;
+pub mod custom_fields;
 mod event_stats;
+pub mod groups;
 mod lag;
 mod registry;
 mod replay;
@@ -23,7 +25,9 @@ use sqlx::PgConnection;
 pub use access::Access;
 pub use audit::Audit;
 pub use contacts::Contacts;
+pub use custom_fields::CustomFields;
 pub use event_stats::EventStats;
+pub use groups::Groups;
 pub use lag::{ProjectionLag, lag};
 pub use registry::{ProjectionStatus, checkpoint_name, status};
 pub use replay::{Progress, Replayed, replay};
@@ -66,6 +70,8 @@ pub fn all(keys: &event_store::data_keys::DataKeys) -> Vec<std::sync::Arc<dyn Pr
         std::sync::Arc::new(Access),
         std::sync::Arc::new(Audit),
         std::sync::Arc::new(Contacts::new(keys.clone())),
+        std::sync::Arc::new(Groups),
+        std::sync::Arc::new(CustomFields),
     ]
 }
 

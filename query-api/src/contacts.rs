@@ -50,7 +50,7 @@ pub struct ContactQuery {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sort {
+pub(crate) enum Sort {
     Recent,
     Name,
 }
@@ -72,14 +72,14 @@ impl Cursor {
     }
 }
 
-struct Filters {
-    q: Option<String>,
-    status: Option<String>,
-    tag: Option<String>,
-    created_from: Option<DateTime<Utc>>,
-    created_to: Option<DateTime<Utc>>,
-    sort: Sort,
-    include_deleted: bool,
+pub(crate) struct Filters {
+    pub(crate) q: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) tag: Option<String>,
+    pub(crate) created_from: Option<DateTime<Utc>>,
+    pub(crate) created_to: Option<DateTime<Utc>>,
+    pub(crate) sort: Sort,
+    pub(crate) include_deleted: bool,
     after: Option<Cursor>,
     limit: i64,
 }
@@ -108,7 +108,7 @@ fn contains_pattern(q: &str) -> String {
 }
 
 impl ContactQuery {
-    fn validate(&self) -> Result<Filters, ApiError> {
+    pub(crate) fn validate(&self) -> Result<Filters, ApiError> {
         let mut errors = Vec::new();
         let q = match self.q.as_deref().map(str::trim) {
             Some("") | None => None,
@@ -268,6 +268,7 @@ pub async fn list(
            AND ($6::timestamptz IS NULL OR created_at < $6)
            AND ($7 OR deleted_at IS NULL)
            AND erased_at IS NULL
+           AND merged_into IS NULL
            AND ($8::text IS NULL OR ({key}, contact_id) {compare} ({cursor_key}, $9))
          ORDER BY {key} {order}, contact_id {order}
          LIMIT $10"
@@ -325,6 +326,9 @@ pub struct ContactDetail {
     #[schema(value_type = Vec<Object>)]
     pub status_history: serde_json::Value,
     pub erased_at: Option<DateTime<Utc>>,
+    /// The id asked for, when it was merged into this contact (it resolves here).
+    #[sqlx(default)]
+    pub resolved_from: Option<Uuid>,
 }
 
 /// `?as_of=` of a contact.
@@ -372,17 +376,26 @@ pub async fn detail(
         return Ok(HttpResponse::Ok().json(contact));
     }
     settle(&state, token).await?;
+    let asked = path.into_inner();
+    let contact_id = resolve(&state, caller.org_id, asked).await?;
     let contact: Option<ContactDetail> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SUMMARY_COLUMNS}, whatsapp_blocked, instagram_blocked, instagram_opt_in,
-                consent, notes, custom_fields, status_history, erased_at
-         FROM rm_contacts WHERE org_id = $1 AND contact_id = $2"
+                consent, notes,
+                -- Values of removed definitions stay in the log but are not shown.
+                (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{{}}')
+                 FROM jsonb_each(c.custom_fields) e
+                 WHERE e.key IN (SELECT f.key FROM rm_custom_fields f
+                                 WHERE f.org_id = c.org_id)) AS custom_fields,
+                status_history, erased_at
+         FROM rm_contacts c WHERE org_id = $1 AND contact_id = $2"
     )))
     .bind(caller.org_id)
-    .bind(path.into_inner())
+    .bind(contact_id)
     .fetch_optional(&state.pool)
     .await
     .map_err(|e| db_error(e, "reading a contact"))?;
-    let contact = contact.ok_or_else(|| ApiError::NotFound("No such contact.".into()))?;
+    let mut contact = contact.ok_or_else(|| ApiError::NotFound("No such contact.".into()))?;
+    contact.resolved_from = (contact_id != asked).then_some(asked);
     Ok(HttpResponse::Ok().json(contact))
 }
 
@@ -483,6 +496,30 @@ async fn as_of_contact(
     })
 }
 
+/// The contact an id stands for: itself, or the contact it was merged into (following merges
+/// of merges); 404 when the organisation has no such contact.
+async fn resolve(state: &QueryState, org_id: Uuid, contact_id: Uuid) -> Result<Uuid, ApiError> {
+    let mut current = contact_id;
+    // Merges form chains, never cycles (a merged contact cannot take in another); the bound is
+    // a guard all the same.
+    for _ in 0..16 {
+        let merged_into: Option<Option<Uuid>> = sqlx::query_scalar(
+            "SELECT merged_into FROM rm_contacts WHERE org_id = $1 AND contact_id = $2",
+        )
+        .bind(org_id)
+        .bind(current)
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(|e| db_error(e, "reading a contact"))?;
+        match merged_into {
+            None => return Err(ApiError::NotFound("No such contact.".into())),
+            Some(None) => return Ok(current),
+            Some(Some(next)) => current = next,
+        }
+    }
+    Ok(current)
+}
+
 /// One event in a contact's timeline.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct TimelineEntry {
@@ -548,18 +585,7 @@ pub async fn timeline(
     let limit = page::limit(query.limit)?;
     let after: Option<i64> = page::cursor(query.after.as_deref())?;
     settle(&state, token).await?;
-    let contact_id = path.into_inner();
-    let exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM rm_contacts WHERE org_id = $1 AND contact_id = $2)",
-    )
-    .bind(caller.org_id)
-    .bind(contact_id)
-    .fetch_one(&state.pool)
-    .await
-    .map_err(|e| db_error(e, "reading a contact"))?;
-    if !exists {
-        return Err(ApiError::NotFound("No such contact.".into()));
-    }
+    let contact_id = resolve(&state, caller.org_id, path.into_inner()).await?;
     let rows: Vec<TimelineRow> = sqlx::query_as(
         "SELECT seq, event_id, event_type AS kind, data, actor_kind, actor_id AS actor,
                 recorded_at

@@ -5,8 +5,13 @@
 //! `service::HttpApp::split_by_method`).
 
 pub mod audit;
+pub mod contact_conflicts;
+pub mod contact_export;
 pub mod contacts;
+pub mod custom_fields;
 pub mod event_stats;
+pub mod groups;
+pub mod imports;
 pub mod me;
 pub mod organisation;
 pub mod page;
@@ -75,6 +80,14 @@ impl QueryState {
         contacts::list,
         contacts::detail,
         contacts::timeline,
+        contact_export::export,
+        imports::status,
+        imports::rows,
+        groups::list,
+        groups::detail,
+        groups::members,
+        custom_fields::list,
+        contact_conflicts::list,
     ),
     tags(
         (name = "monitoring", description = "What happens in an organisation's event log"),
@@ -106,8 +119,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: QueryState) {
         .service(web::resource(organisation::API_KEYS).route(read().to(organisation::api_keys)))
         .service(web::resource(audit::PATH).route(read().to(audit::audit)))
         .service(web::resource(contacts::CONTACTS).route(read().to(contacts::list)))
+        // Before CONTACT, whose `{contact_id}` would otherwise take the path.
+        .service(web::resource(contact_export::EXPORT).route(read().to(contact_export::export)))
+        .service(web::resource(imports::IMPORT).route(read().to(imports::status)))
+        .service(web::resource(imports::ROWS).route(read().to(imports::rows)))
         .service(web::resource(contacts::CONTACT).route(read().to(contacts::detail)))
-        .service(web::resource(contacts::TIMELINE).route(read().to(contacts::timeline)));
+        .service(web::resource(contacts::TIMELINE).route(read().to(contacts::timeline)))
+        .service(web::resource(groups::GROUPS).route(read().to(groups::list)))
+        .service(web::resource(groups::GROUP).route(read().to(groups::detail)))
+        .service(web::resource(groups::MEMBERS).route(read().to(groups::members)))
+        .service(web::resource(custom_fields::FIELDS).route(read().to(custom_fields::list)))
+        .service(web::resource(contact_conflicts::PATH).route(read().to(contact_conflicts::list)));
 }
 
 /// The projection memberships, organisations and API keys are read from.

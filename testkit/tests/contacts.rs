@@ -51,6 +51,16 @@ async fn read(stack: &TestStack, who: &As, org: Uuid, path: &str, token: &Value)
 #[tokio::test]
 async fn identifiers_are_normalised_and_a_duplicate_names_its_field_and_holder() {
     let (stack, admin, org) = setup().await;
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            "/api/v1/custom-fields",
+            &admin,
+            Some(org),
+            Some(json!({"key": "plan", "label": "Plan", "kind": "select", "options": ["gold", "silver"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, created) = create(
         &stack,
         &admin,
@@ -126,7 +136,7 @@ async fn identifiers_are_normalised_and_a_duplicate_names_its_field_and_holder()
         &stack,
         &admin,
         org,
-        json!({"full_name": "", "email": "nope", "whatsapp": "12", "tags": [""], "custom_fields": {"$x": 1}}),
+        json!({"full_name": "", "email": "nope", "whatsapp": "12", "tags": [""], "custom_fields": {"$x": 1, "plan": "bronze"}}),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -138,7 +148,14 @@ async fn identifiers_are_normalised_and_a_duplicate_names_its_field_and_holder()
         .collect();
     assert_eq!(
         fields,
-        ["full_name", "email", "whatsapp", "tags", "custom_fields.$x"]
+        [
+            "full_name",
+            "email",
+            "whatsapp",
+            "tags",
+            "custom_fields.$x",
+            "custom_fields.plan"
+        ]
     );
 }
 
@@ -274,13 +291,14 @@ async fn updates_move_identifiers_and_status_changes_keep_their_history() {
         kinds,
         [
             "StatusChanged",
+            "IdentityConflictRecorded",
             "ChannelFlagsChanged",
             "Tagged",
             "EmailChanged",
             "ContactCreated"
         ]
     );
-    assert_eq!(timeline["items"][3]["data"]["email"], "a2@example.com");
+    assert_eq!(timeline["items"][4]["data"]["email"], "a2@example.com");
 }
 
 #[tokio::test]
@@ -623,4 +641,464 @@ async fn as_of_shows_a_contact_as_it_was_then() {
     assert!(old["full_name"].is_null(), "{old}");
     assert!(old["email"].is_null());
     assert_eq!(old["erased"], true);
+}
+
+#[tokio::test]
+async fn a_taken_identifier_is_recorded_as_a_conflict_and_can_be_moved() {
+    let (stack, admin, org) = setup().await;
+    let (_, holder) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "Holder", "email": "shared@example.com"}),
+    )
+    .await;
+    let holder_id = holder["contact_id"].as_str().unwrap().to_owned();
+    let (_, wanting) = create(&stack, &admin, org, json!({"full_name": "Wanting"})).await;
+    let wanting_id = wanting["contact_id"].as_str().unwrap().to_owned();
+    let (status, body) = stack
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/contacts/{wanting_id}"),
+            &admin,
+            Some(org),
+            Some(json!({"email": "Shared@Example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains(&holder_id));
+
+    // Listed for a person to settle, with who tried and what.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let conflict = loop {
+        let (_, page) = stack
+            .call(
+                Method::GET,
+                "/api/v1/contact-conflicts",
+                &admin,
+                Some(org),
+                None,
+            )
+            .await;
+        if let Some(first) = page["items"].as_array().and_then(|items| items.first()) {
+            break first.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no conflict listed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(conflict["contact_id"], wanting_id);
+    assert_eq!(conflict["holder_id"], holder_id);
+    assert_eq!(conflict["identity"], "email");
+    assert_eq!(conflict["value"], "shared@example.com");
+    assert_eq!(conflict["actor_kind"], "user");
+    assert!(conflict["resolution"].is_null());
+
+    let resolve = format!(
+        "/api/v1/contacts/{wanting_id}/conflicts/{}/resolve",
+        conflict["conflict_id"].as_str().unwrap()
+    );
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            &resolve,
+            &admin,
+            Some(org),
+            Some(json!({"action": "merge?"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "action");
+    let (status, moved) = stack
+        .call(
+            Method::POST,
+            &resolve,
+            &admin,
+            Some(org),
+            Some(json!({"action": "move"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let token = &moved["consistency_token"];
+    let wanting = read(
+        &stack,
+        &admin,
+        org,
+        &format!("/api/v1/contacts/{wanting_id}"),
+        token,
+    )
+    .await;
+    let holder = read(
+        &stack,
+        &admin,
+        org,
+        &format!("/api/v1/contacts/{holder_id}"),
+        token,
+    )
+    .await;
+    assert_eq!(wanting["email"], "shared@example.com");
+    assert!(holder["email"].is_null());
+    let (_, open) = stack
+        .call(
+            Method::GET,
+            "/api/v1/contact-conflicts",
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(open["items"].as_array().unwrap().len(), 0, "{open}");
+    let (_, all) = stack
+        .call(
+            Method::GET,
+            "/api/v1/contact-conflicts?status=all",
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(all["items"][0]["resolution"], "moved");
+    // The identifier is the new holder's now: the old one cannot take it back unnoticed.
+    let (status, _) = stack
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/contacts/{holder_id}"),
+            &admin,
+            Some(org),
+            Some(json!({"email": "shared@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn merging_a_duplicate_moves_its_identifiers_and_history_and_unmerging_restores_both() {
+    let (stack, admin, org) = setup().await;
+    let (_, a) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "Ana", "email": "ana@example.com"}),
+    )
+    .await;
+    let (_, b) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "Ana S.", "email": "ana.s@example.com", "whatsapp": "+351933000111", "tags": ["imported"]}),
+    )
+    .await;
+    let (a_id, b_id) = (
+        a["contact_id"].as_str().unwrap().to_owned(),
+        b["contact_id"].as_str().unwrap().to_owned(),
+    );
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            &format!("/api/v1/contacts/{a_id}/merge"),
+            &admin,
+            Some(org),
+            Some(json!({"source": a_id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, merged) = stack
+        .call(
+            Method::POST,
+            &format!("/api/v1/contacts/{a_id}/merge"),
+            &admin,
+            Some(org),
+            Some(json!({"source": b_id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{merged}");
+    let token = &merged["consistency_token"];
+    let a = read(
+        &stack,
+        &admin,
+        org,
+        &format!("/api/v1/contacts/{a_id}"),
+        token,
+    )
+    .await;
+    assert_eq!(a["email"], "ana@example.com", "A keeps its own email");
+    assert_eq!(a["whatsapp"], "+351933000111", "B's phone moved");
+    assert_eq!(a["tags"], json!(["imported"]));
+    let b_view = read(
+        &stack,
+        &admin,
+        org,
+        &format!("/api/v1/contacts/{b_id}"),
+        token,
+    )
+    .await;
+    assert_eq!(b_view["contact_id"], a_id, "B resolves to A");
+    assert_eq!(b_view["resolved_from"], b_id);
+    let list = read(&stack, &admin, org, "/api/v1/contacts", token).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let timeline = read(
+        &stack,
+        &admin,
+        org,
+        &format!("/api/v1/contacts/{a_id}/timeline"),
+        token,
+    )
+    .await;
+    let created = timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "ContactCreated")
+        .count();
+    assert_eq!(created, 2, "B's history shows in A's timeline");
+    // The moved phone is A's now.
+    let (status, body) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "X", "whatsapp": "+351933000111"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["detail"].as_str().unwrap().contains(&a_id), "{body}");
+    // A merged contact takes no other changes.
+    let (status, _) = stack
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/contacts/{b_id}"),
+            &admin,
+            Some(org),
+            Some(json!({"full_name": "B again"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let (status, unmerged) = stack
+        .call(
+            Method::POST,
+            &format!("/api/v1/contacts/{b_id}/unmerge"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{unmerged}");
+    let token = &unmerged["consistency_token"];
+    let a = read(
+        &stack,
+        &admin,
+        org,
+        &format!("/api/v1/contacts/{a_id}"),
+        token,
+    )
+    .await;
+    let b = read(
+        &stack,
+        &admin,
+        org,
+        &format!("/api/v1/contacts/{b_id}"),
+        token,
+    )
+    .await;
+    assert!(a["whatsapp"].is_null());
+    assert_eq!(a["tags"], json!([]));
+    assert_eq!(b["contact_id"], b_id);
+    assert_eq!(b["whatsapp"], "+351933000111");
+    assert_eq!(b["email"], "ana.s@example.com");
+    let list = read(&stack, &admin, org, "/api/v1/contacts", token).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let timeline = read(
+        &stack,
+        &admin,
+        org,
+        &format!("/api/v1/contacts/{a_id}/timeline"),
+        token,
+    )
+    .await;
+    let created = timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "ContactCreated")
+        .count();
+    assert_eq!(created, 1, "B's history went back");
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &format!("/api/v1/contacts/{b_id}/unmerge"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "not merged any more");
+}
+
+#[tokio::test]
+async fn erasing_a_contact_erases_the_duplicates_merged_into_it() {
+    let (stack, admin, org) = setup().await;
+    let (_, a) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "Keeper", "email": "k@example.com"}),
+    )
+    .await;
+    let (_, b) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "Dup", "email": "dup@example.com", "whatsapp": "+351966000111"}),
+    )
+    .await;
+    let (a_id, b_id) = (
+        a["contact_id"].as_str().unwrap().to_owned(),
+        b["contact_id"].as_str().unwrap().to_owned(),
+    );
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &format!("/api/v1/contacts/{a_id}/merge"),
+            &admin,
+            Some(org),
+            Some(json!({"source": b_id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, erased) = stack
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/contacts/{a_id}?erase=true"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    let rows: Vec<Value> = sqlx::query_scalar(
+        "SELECT to_jsonb(c) FROM rm_contacts c WHERE contact_id = ANY($1::uuid[])",
+    )
+    .bind(vec![
+        a_id.parse::<Uuid>().unwrap(),
+        b_id.parse::<Uuid>().unwrap(),
+    ])
+    .fetch_all(&stack.db.pool)
+    .await
+    .unwrap();
+    // The projection may trail the answer by a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut text = Value::Array(rows).to_string();
+    while [
+        "Keeper",
+        "Dup",
+        "k@example.com",
+        "dup@example.com",
+        "966000111",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "personal data left: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let rows: Vec<Value> = sqlx::query_scalar(
+            "SELECT to_jsonb(c) FROM rm_contacts c WHERE contact_id = ANY($1::uuid[])",
+        )
+        .bind(vec![
+            a_id.parse::<Uuid>().unwrap(),
+            b_id.parse::<Uuid>().unwrap(),
+        ])
+        .fetch_all(&stack.db.pool)
+        .await
+        .unwrap();
+        text = Value::Array(rows).to_string();
+    }
+    // Both keys are gone, and every identifier is free again.
+    for email in ["k@example.com", "dup@example.com"] {
+        let (status, body) = create(
+            &stack,
+            &admin,
+            org,
+            json!({"full_name": "Again", "email": email}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{email}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn removing_a_custom_field_hides_its_values_but_keeps_them_in_history() {
+    let (stack, admin, org) = setup().await;
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            "/api/v1/custom-fields",
+            &admin,
+            Some(org),
+            Some(json!({"key": "shoe_size", "label": "Shoe size", "kind": "number"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, created) = create(
+        &stack,
+        &admin,
+        org,
+        json!({"full_name": "Feet", "custom_fields": {"shoe_size": 42}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let path = format!(
+        "/api/v1/contacts/{}",
+        created["contact_id"].as_str().unwrap()
+    );
+    let (status, body) = stack
+        .call(
+            Method::PATCH,
+            &path,
+            &admin,
+            Some(org),
+            Some(json!({"custom_fields": {"shoe_size": "big"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "custom_fields.shoe_size");
+    let contact = read(&stack, &admin, org, &path, &created["consistency_token"]).await;
+    assert_eq!(contact["custom_fields"]["shoe_size"], 42);
+
+    let (status, removed) = stack
+        .call(
+            Method::DELETE,
+            "/api/v1/custom-fields/shoe_size",
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{removed}");
+    // The custom fields projection is separate from the contacts one; wait for both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let contact = read(&stack, &admin, org, &path, &removed["consistency_token"]).await;
+        if contact["custom_fields"].get("shoe_size").is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still shown: {contact}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let timeline = read(
+        &stack,
+        &admin,
+        org,
+        &format!("{path}/timeline"),
+        &Value::Null,
+    )
+    .await;
+    assert!(
+        timeline.to_string().contains("42"),
+        "history keeps the value"
+    );
 }

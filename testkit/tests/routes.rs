@@ -66,6 +66,43 @@ const ROUTES: &[(&str, &str, Guard)] = &[
     ("GET", "/api/v1/contacts/{contact_id}/timeline", Org(Viewer)),
     ("POST", "/api/v1/contacts/{contact_id}/status", Org(Staff)),
     ("POST", "/api/v1/contacts/{contact_id}/restore", Org(Admin)),
+    ("POST", "/api/v1/contacts/imports", Org(Staff)),
+    ("GET", "/api/v1/contacts/imports/{import_id}", Org(Staff)),
+    (
+        "GET",
+        "/api/v1/contacts/imports/{import_id}/rows",
+        Org(Staff),
+    ),
+    ("GET", "/api/v1/contacts/export", Org(Viewer)),
+    ("POST", "/api/v1/groups", Org(Staff)),
+    ("GET", "/api/v1/groups", Org(Viewer)),
+    ("GET", "/api/v1/groups/{group_id}", Org(Viewer)),
+    ("PATCH", "/api/v1/groups/{group_id}", Org(Staff)),
+    ("DELETE", "/api/v1/groups/{group_id}", Org(Admin)),
+    ("GET", "/api/v1/groups/{group_id}/contacts", Org(Viewer)),
+    ("POST", "/api/v1/groups/{group_id}/contacts", Org(Staff)),
+    (
+        "POST",
+        "/api/v1/groups/{group_id}/contacts/remove",
+        Org(Staff),
+    ),
+    (
+        "DELETE",
+        "/api/v1/groups/{group_id}/contacts/{contact_id}",
+        Org(Staff),
+    ),
+    ("POST", "/api/v1/custom-fields", Org(Admin)),
+    ("GET", "/api/v1/custom-fields", Org(Viewer)),
+    ("PATCH", "/api/v1/custom-fields/{key}", Org(Admin)),
+    ("DELETE", "/api/v1/custom-fields/{key}", Org(Admin)),
+    ("GET", "/api/v1/contact-conflicts", Org(Viewer)),
+    ("POST", "/api/v1/contacts/{contact_id}/merge", Org(Staff)),
+    ("POST", "/api/v1/contacts/{contact_id}/unmerge", Org(Staff)),
+    (
+        "POST",
+        "/api/v1/contacts/{contact_id}/conflicts/{conflict_id}/resolve",
+        Org(Staff),
+    ),
 ];
 
 fn documented_routes() -> BTreeSet<(String, String)> {
@@ -120,7 +157,15 @@ struct World {
     key_id: Uuid,
     viewer_session: Uuid,
     contact_id: Uuid,
+    group_id: Uuid,
+    import_id: Uuid,
 }
+
+/// A file `POST /api/v1/contacts/imports` accepts.
+const IMPORT_CSV: &str = "full_name,email\nImported,imported@a.example\n";
+
+/// The custom field organisation A defines (organisation B has none).
+const FIELD_KEY: &str = "plan";
 
 async fn world() -> World {
     let stack = TestStack::spawn().await;
@@ -143,6 +188,40 @@ async fn world() -> World {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{contact}");
+    let (status, group) = stack
+        .call(
+            Method::POST,
+            "/api/v1/groups",
+            &(&admin).into(),
+            Some(org_a),
+            Some(json!({"name": "Group of A"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let (status, field) = stack
+        .call(
+            Method::POST,
+            "/api/v1/custom-fields",
+            &(&admin).into(),
+            Some(org_a),
+            Some(json!({"key": FIELD_KEY, "label": "Plan", "kind": "text"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{field}");
+    let imported = stack
+        .request(
+            Method::POST,
+            "/api/v1/contacts/imports",
+            &(&admin).into(),
+            Some(org_a),
+        )
+        .header("content-type", "text/csv")
+        .body(IMPORT_CSV)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(imported.status(), StatusCode::ACCEPTED);
+    let import: Value = imported.json().await.unwrap();
     let outsider = stack.sign_up("admin@b.example").await;
     stack.create_org(&outsider, "B").await;
     let (status, sessions) = stack
@@ -166,6 +245,8 @@ async fn world() -> World {
         key_id,
         viewer_session: sessions[0]["session_id"].as_str().unwrap().parse().unwrap(),
         contact_id: contact["contact_id"].as_str().unwrap().parse().unwrap(),
+        group_id: group["group_id"].as_str().unwrap().parse().unwrap(),
+        import_id: import["import_id"].as_str().unwrap().parse().unwrap(),
         viewer,
         outsider,
         stack,
@@ -181,6 +262,10 @@ impl World {
             .replace("{key_id}", &self.key_id.to_string())
             .replace("{session_id}", &self.viewer_session.to_string())
             .replace("{contact_id}", &self.contact_id.to_string())
+            .replace("{group_id}", &self.group_id.to_string())
+            .replace("{import_id}", &self.import_id.to_string())
+            .replace("{key}", FIELD_KEY)
+            .replace("{conflict_id}", &Uuid::now_v7().to_string())
     }
 
     /// A body the route would accept, so that only the caller decides the answer.
@@ -200,6 +285,22 @@ impl World {
             ("POST", "/api/v1/contacts") => json!({"full_name": "New person"}),
             ("PATCH", "/api/v1/contacts/{contact_id}") => json!({"full_name": "Renamed"}),
             ("POST", "/api/v1/contacts/{contact_id}/status") => json!({"status": "blocked"}),
+            ("POST", "/api/v1/contacts/{contact_id}/merge") => json!({"source": Uuid::now_v7()}),
+            ("POST", "/api/v1/groups") => json!({"name": "New group"}),
+            ("PATCH", "/api/v1/groups/{group_id}") => json!({"name": "Renamed group"}),
+            (
+                "POST",
+                "/api/v1/groups/{group_id}/contacts" | "/api/v1/groups/{group_id}/contacts/remove",
+            ) => {
+                json!({"contact_ids": [self.contact_id]})
+            }
+            ("POST", "/api/v1/custom-fields") => {
+                json!({"key": "tier", "label": "Tier", "kind": "number"})
+            }
+            ("PATCH", "/api/v1/custom-fields/{key}") => json!({"label": "Renamed field"}),
+            ("POST", "/api/v1/contacts/{contact_id}/conflicts/{conflict_id}/resolve") => {
+                json!({"action": "keep"})
+            }
             (_, _) => return None,
         };
         Some(body)
@@ -216,7 +317,9 @@ impl World {
         let mut request = self
             .stack
             .request(method.clone(), &self.path(template), who, org);
-        if template == "/api/v1/organisation/logo" && method == Method::PUT {
+        if template == "/api/v1/contacts/imports" {
+            request = request.header("content-type", "text/csv").body(IMPORT_CSV);
+        } else if template == "/api/v1/organisation/logo" && method == Method::PUT {
             request = request
                 .header("content-type", "image/png")
                 .body(b"\x89PNG\r\n\x1a\n0000".to_vec());

@@ -671,3 +671,155 @@ fn sealed_values_that_no_longer_open_mark_the_contact_erased() {
         Ok(vec![ContactEvent::ContactErased {}])
     );
 }
+
+#[test]
+fn identity_conflicts_are_kept_until_resolved_once() {
+    let contact = given(&created());
+    let conflict_id = Uuid::from_u128(7);
+    let holder = Uuid::from_u128(2);
+    let record = ContactCommand::RecordConflict {
+        conflict_id,
+        identity: Identity::Email,
+        value: "grace@example.com".into(),
+        holder,
+        source: "api".into(),
+    };
+    let recorded = contact.decide(record).expect("records");
+    assert_eq!(
+        recorded,
+        vec![ContactEvent::IdentityConflictRecorded {
+            conflict_id,
+            identity: Identity::Email,
+            value: Personal::from("grace@example.com".to_owned()),
+            holder,
+            source: "api".into(),
+        }]
+    );
+    let mut history = created();
+    history.extend(recorded);
+    let contact = given(&history);
+    let open = &contact.conflicts[&conflict_id];
+    assert_eq!(open.value.as_deref(), Some("grace@example.com"));
+    assert_eq!(open.resolution, None);
+
+    let resolve = |resolution| ContactCommand::ResolveConflict {
+        conflict_id,
+        resolution,
+    };
+    let resolved = contact
+        .decide(resolve(ConflictResolution::Kept))
+        .expect("resolves");
+    history.extend(resolved);
+    let contact = given(&history);
+    assert_eq!(
+        contact.conflicts[&conflict_id].resolution,
+        Some(ConflictResolution::Kept)
+    );
+    assert_eq!(
+        contact.decide(resolve(ConflictResolution::Moved)),
+        Ok(vec![]),
+        "a resolved conflict stays resolved"
+    );
+    assert_eq!(
+        contact.decide(ContactCommand::ResolveConflict {
+            conflict_id: Uuid::from_u128(99),
+            resolution: ConflictResolution::Kept,
+        }),
+        Err(ContactError::UnknownConflict)
+    );
+}
+
+#[test]
+fn merging_moves_missing_identifiers_and_unmerging_gives_back_what_is_left() {
+    const GRACE: Uuid = Uuid::from_u128(2);
+    // A has an email; B has another email, a phone and a tag A lacks.
+    let a = given(&created());
+    let mut b_new = new_contact();
+    b_new.contact_id = GRACE;
+    b_new.email = Some(email("grace@example.com"));
+    b_new.telegram_chat_id = None;
+    b_new.instagram_scoped_id = None;
+    b_new.instagram_user_id = None;
+    b_new.whatsapp = Some(phone("+351911111111"));
+    b_new.tags = tags(&["imported"]);
+    let mut a_only_email = a.clone();
+    a_only_email.whatsapp = None;
+    let b_history = Contact::default()
+        .decide(ContactCommand::Create(b_new))
+        .expect("creates");
+    let b = given(&b_history);
+
+    assert_eq!(
+        b.decide(ContactCommand::MergeInto {
+            into: GRACE,
+            target: Box::new(a_only_email.clone()),
+        }),
+        Err(ContactError::MergeWithItself)
+    );
+    let merged = b
+        .decide(ContactCommand::MergeInto {
+            into: ADA,
+            target: Box::new(a_only_email.clone()),
+        })
+        .expect("merges");
+    let ContactEvent::ContactMerged { moved, .. } = &merged[0] else {
+        panic!("a merge event: {merged:?}");
+    };
+    let moved = MovedClear::opened(moved);
+    // A keeps its own email; B's phone (A had none) and tag move.
+    assert_eq!(
+        moved.identities,
+        BTreeMap::from([(Identity::Whatsapp, "+351911111111".to_owned())])
+    );
+    assert!(moved.tags.contains(&tag("imported")));
+
+    let mut b_history = b_history;
+    b_history.extend(merged);
+    let b = given(&b_history);
+    assert_eq!(b.merged_into, Some(ADA));
+    assert!(b.whatsapp.is_none(), "the phone left B");
+    assert_eq!(
+        b.email,
+        Some(email("grace@example.com")),
+        "B keeps what A had"
+    );
+    assert_eq!(
+        b.decide(ContactCommand::ChangeStatus {
+            to: ContactStatus::Blocked,
+            reason: None
+        }),
+        Err(ContactError::Merged)
+    );
+
+    let absorbed = a_only_email
+        .decide(ContactCommand::Absorb {
+            from: GRACE,
+            moved: moved.clone(),
+        })
+        .expect("absorbs");
+    let a = absorbed.iter().fold(a_only_email, Contact::evolve);
+    assert_eq!(a.whatsapp, Some(phone("+351911111111")));
+    assert!(a.tags.contains(&tag("imported")));
+
+    let split = a
+        .decide(ContactCommand::Split { from: GRACE })
+        .expect("splits");
+    let ContactEvent::ContactSplit { moved: back, .. } = &split[0] else {
+        panic!("a split event: {split:?}");
+    };
+    let back = MovedClear::opened(back);
+    assert_eq!(back, moved, "A gives back everything it still holds");
+    let a = split.iter().fold(a, Contact::evolve);
+    assert!(a.whatsapp.is_none());
+    assert!(!a.tags.contains(&tag("imported")));
+    let unmerged = b
+        .decide(ContactCommand::Unmerge { back })
+        .expect("unmerges");
+    let b = unmerged.iter().fold(b, Contact::evolve);
+    assert_eq!(b.merged_into, None);
+    assert_eq!(b.whatsapp, Some(phone("+351911111111")));
+    assert_eq!(
+        a.decide(ContactCommand::Split { from: GRACE }),
+        Err(ContactError::NotMerged)
+    );
+}
