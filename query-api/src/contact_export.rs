@@ -27,14 +27,14 @@ use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use events::Role;
-use serde::Deserialize;
 use service::consistency::{ConsistencyToken, wait_for_projection};
 use service::{ApiError, Caller, Problem};
 use sqlx::PgPool;
-use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::contacts::{ContactQuery, Filters, PROJECTION, Sort};
+use crate::contacts::{
+    ContactQuery, Cursor, FILTERED, Filters, PROJECTION, bind_filters, filtered,
+};
 use crate::{QueryState, db_error};
 
 pub const EXPORT: &str = "/api/v1/contacts/export";
@@ -55,43 +55,6 @@ const COLUMNS: [&str; 11] = [
     "notes",
     "created_at",
 ];
-
-/// The filters and order of `GET /api/v1/contacts`, without paging.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ExportQuery {
-    /// Part of the name or of any identifier, case-insensitive.
-    pub q: Option<String>,
-    /// `active`, `blocked`, `unsubscribed` or `bounced`.
-    pub status: Option<String>,
-    /// Only contacts with this tag.
-    pub tag: Option<String>,
-    /// Created at or after (RFC 3339).
-    pub created_from: Option<String>,
-    /// Created before (RFC 3339).
-    pub created_to: Option<String>,
-    /// `recent` (newest first, the default) or `name`.
-    pub sort: Option<String>,
-    /// Include deleted (not erased) contacts.
-    pub include_deleted: Option<bool>,
-}
-
-impl ExportQuery {
-    fn filters(&self) -> Result<Filters, ApiError> {
-        ContactQuery {
-            q: self.q.clone(),
-            status: self.status.clone(),
-            tag: self.tag.clone(),
-            created_from: self.created_from.clone(),
-            created_to: self.created_to.clone(),
-            sort: self.sort.clone(),
-            include_deleted: self.include_deleted,
-            ..ContactQuery::default()
-        }
-        .validate()
-    }
-}
 
 /// The characters that make a spreadsheet read a cell as a formula (command-api's import
 /// strips the `'` this module puts before them).
@@ -133,17 +96,6 @@ struct ExportRow {
     sort_key: String,
 }
 
-/// The filter conditions of the list, over `$1`–`$7`.
-const WHERE: &str = "org_id = $1
-    AND ($2::text IS NULL OR search LIKE $2)
-    AND ($3::text IS NULL OR status = $3)
-    AND ($4::text IS NULL OR tags @> ARRAY[$4])
-    AND ($5::timestamptz IS NULL OR created_at >= $5)
-    AND ($6::timestamptz IS NULL OR created_at < $6)
-    AND ($7 OR deleted_at IS NULL)
-    AND erased_at IS NULL
-    AND merged_into IS NULL";
-
 /// What the stream carries from one page to the next.
 struct Export {
     pool: PgPool,
@@ -151,54 +103,23 @@ struct Export {
     filters: Filters,
     custom_keys: Vec<String>,
     /// The last row written: its sort key and id.
-    after: Option<(String, Uuid)>,
+    after: Option<Cursor>,
     header_written: bool,
     done: bool,
 }
 
 impl Export {
     async fn page(&self) -> Result<Vec<ExportRow>, sqlx::Error> {
-        // As the list: each order has an index (org_id, key, contact_id), ids break ties.
-        let (key, cursor_key, shown_key, order, compare) = match self.filters.sort {
-            Sort::Recent => (
-                "created_at",
-                "$8::timestamptz",
-                "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-                "DESC",
-                "<",
-            ),
-            Sort::Name => (
-                "lower(full_name)",
-                "$8::text",
-                "lower(full_name)",
-                "ASC",
-                ">",
-            ),
-        };
-        let sql = format!(
-            "SELECT contact_id, full_name, email, whatsapp, telegram_chat_id, instagram_scoped_id,
-                    instagram_user_id, status, tags, notes, custom_fields, created_at,
-                    {shown_key} AS sort_key
-             FROM rm_contacts
-             WHERE {WHERE}
-               AND ($8::text IS NULL OR ({key}, contact_id) {compare} ({cursor_key}, $9))
-             ORDER BY {key} {order}, contact_id {order}
-             LIMIT $10"
-        );
-        let filters = &self.filters;
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(self.org_id)
-            .bind(filters.q.as_deref())
-            .bind(filters.status.as_deref())
-            .bind(filters.tag.as_deref())
-            .bind(filters.created_from)
-            .bind(filters.created_to)
-            .bind(filters.include_deleted)
-            .bind(self.after.as_ref().map(|(key, _)| key.clone()))
-            .bind(self.after.as_ref().map(|(_, id)| *id))
-            .bind(PAGE)
-            .fetch_all(&self.pool)
-            .await
+        filtered(
+            &self.pool,
+            self.org_id,
+            &self.filters,
+            "contact_id, full_name, email, whatsapp, telegram_chat_id, instagram_scoped_id,
+             instagram_user_id, status, tags, notes, custom_fields, created_at",
+            self.after.as_ref(),
+            PAGE,
+        )
+        .await
     }
 
     fn header(&self) -> Result<Bytes, csv::Error> {
@@ -260,7 +181,7 @@ impl Export {
         let Some(last) = rows.last() else {
             return Ok(None);
         };
-        self.after = Some((last.sort_key.clone(), last.contact_id));
+        self.after = Some(Cursor::new(last.sort_key.clone(), last.contact_id));
         let chunk = self.rows(&rows).map_err(failed)?;
         Ok(Some((chunk, self)))
     }
@@ -296,7 +217,7 @@ where
     params(
         ("X-Org-ID" = Option<Uuid>, Header, description = "The organisation; optional when the caller belongs to one"),
         ("X-Consistency-Token" = Option<String>, Header, description = "Wait until this write is visible"),
-        ExportQuery,
+        ContactQuery,
     ),
     responses(
         (status = 200, description = "The contacts, one per row after the header", body = String, content_type = "text/csv"),
@@ -308,25 +229,35 @@ pub async fn export(
     state: web::Data<QueryState>,
     caller: Caller,
     token: ConsistencyToken,
-    query: web::Query<ExportQuery>,
+    query: web::Query<ContactQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
-    let filters = query.filters()?;
+    if query.after.is_some() || query.limit.is_some() {
+        return Err(ApiError::validation(
+            if query.after.is_some() {
+                "after"
+            } else {
+                "limit"
+            },
+            "an export has every contact the filters select, in one file",
+        ));
+    }
+    let filters = query.validate()?;
     if let Some(token) = token.0 {
         wait_for_projection(&state.pool, PROJECTION, token, state.consistency_timeout).await?;
     }
     // The header names every custom field the exported contacts have, so it is known first.
-    let custom_keys: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT DISTINCT key FROM rm_contacts, jsonb_object_keys(custom_fields) AS key
-         WHERE {WHERE} ORDER BY key"
-    )))
-    .bind(caller.org_id)
-    .bind(filters.q.as_deref())
-    .bind(filters.status.as_deref())
-    .bind(filters.tag.as_deref())
-    .bind(filters.created_from)
-    .bind(filters.created_to)
-    .bind(filters.include_deleted)
+    let custom_keys: Vec<(String,)> = bind_filters(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT key FROM rm_contacts, jsonb_object_keys(custom_fields) AS key
+             WHERE {FILTERED}
+               -- Values of removed definitions are not shown, here either.
+               AND key IN (SELECT f.key FROM rm_custom_fields f WHERE f.org_id = $1)
+             ORDER BY key"
+        ))),
+        caller.org_id,
+        &filters,
+    )
     .fetch_all(&state.pool)
     .await
     .map_err(|e| db_error(e, "listing custom fields"))?;
@@ -334,7 +265,7 @@ pub async fn export(
         pool: state.pool.clone(),
         org_id: caller.org_id,
         filters,
-        custom_keys,
+        custom_keys: custom_keys.into_iter().map(|(key,)| key).collect(),
         after: None,
         header_written: false,
         done: false,

@@ -43,6 +43,11 @@ pub struct ContactQuery {
     pub sort: Option<String>,
     /// Include deleted (not erased) contacts.
     pub include_deleted: Option<bool>,
+    /// Only members of this group.
+    pub group: Option<String>,
+    /// Only contacts whose custom field has this value: `<key>:<value>`.
+    #[param(example = "plan:gold")]
+    pub custom_field: Option<String>,
     /// The `next_cursor` of the previous page.
     pub after: Option<String>,
     /// 1 to 200, default 50.
@@ -57,12 +62,16 @@ pub(crate) enum Sort {
 
 /// Where the previous page ended: its last row's sort key and id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Cursor {
+pub(crate) struct Cursor {
     key: String,
     id: Uuid,
 }
 
 impl Cursor {
+    pub(crate) fn new(key: String, id: Uuid) -> Cursor {
+        Cursor { key, id }
+    }
+
     fn encode(&self) -> String {
         hex::encode(serde_json::to_vec(self).unwrap_or_default())
     }
@@ -80,6 +89,9 @@ pub(crate) struct Filters {
     pub(crate) created_to: Option<DateTime<Utc>>,
     pub(crate) sort: Sort,
     pub(crate) include_deleted: bool,
+    pub(crate) group: Option<Uuid>,
+    /// A custom field's key and the value (as text) it must have.
+    pub(crate) custom_field: Option<(String, String)>,
     after: Option<Cursor>,
     limit: i64,
 }
@@ -128,6 +140,21 @@ impl ContactQuery {
             ));
         }
         let tag = self.tag.as_ref().map(|t| t.trim().to_lowercase());
+        let group = self.group.as_deref().and_then(|g| {
+            g.trim()
+                .parse::<Uuid>()
+                .map_err(|_| errors.push(FieldError::new("group", "must be a group id")))
+                .ok()
+        });
+        let custom_field = self.custom_field.as_deref().and_then(|f| {
+            f.split_once(':')
+                .filter(|(key, _)| !key.is_empty())
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .or_else(|| {
+                    errors.push(FieldError::new("custom_field", "must be <key>:<value>"));
+                    None
+                })
+        });
         let created_from = time("created_from", self.created_from.as_deref(), &mut errors);
         let created_to = time("created_to", self.created_to.as_deref(), &mut errors);
         let sort = match self.sort.as_deref() {
@@ -169,6 +196,8 @@ impl ContactQuery {
             created_to,
             sort,
             include_deleted: self.include_deleted.unwrap_or(false),
+            group,
+            custom_field,
             after,
             limit,
         })
@@ -240,53 +269,16 @@ pub async fn list(
     caller.require(Role::Viewer)?;
     let filters = query.validate()?;
     settle(&state, token).await?;
-    // Each order has an index (org_id, key, contact_id); ids break ties, and the cursor holds
-    // the last row's key as text.
-    let (key, cursor_key, shown_key, order, compare) = match filters.sort {
-        Sort::Recent => (
-            "created_at",
-            "$8::timestamptz",
-            "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-            "DESC",
-            "<",
-        ),
-        Sort::Name => (
-            "lower(full_name)",
-            "$8::text",
-            "lower(full_name)",
-            "ASC",
-            ">",
-        ),
-    };
-    let sql = format!(
-        "SELECT {SUMMARY_COLUMNS}, {shown_key} AS sort_key FROM rm_contacts
-         WHERE org_id = $1
-           AND ($2::text IS NULL OR search LIKE $2)
-           AND ($3::text IS NULL OR status = $3)
-           AND ($4::text IS NULL OR tags @> ARRAY[$4])
-           AND ($5::timestamptz IS NULL OR created_at >= $5)
-           AND ($6::timestamptz IS NULL OR created_at < $6)
-           AND ($7 OR deleted_at IS NULL)
-           AND erased_at IS NULL
-           AND merged_into IS NULL
-           AND ($8::text IS NULL OR ({key}, contact_id) {compare} ({cursor_key}, $9))
-         ORDER BY {key} {order}, contact_id {order}
-         LIMIT $10"
-    );
-    let rows: Vec<SummaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(caller.org_id)
-        .bind(filters.q)
-        .bind(filters.status)
-        .bind(filters.tag)
-        .bind(filters.created_from)
-        .bind(filters.created_to)
-        .bind(filters.include_deleted)
-        .bind(filters.after.as_ref().map(|c| c.key.clone()))
-        .bind(filters.after.as_ref().map(|c| c.id))
-        .bind(filters.limit + 1)
-        .fetch_all(&state.pool)
-        .await
-        .map_err(|e| db_error(e, "listing contacts"))?;
+    let rows: Vec<SummaryRow> = filtered(
+        &state.pool,
+        caller.org_id,
+        &filters,
+        SUMMARY_COLUMNS,
+        filters.after.as_ref(),
+        filters.limit + 1,
+    )
+    .await
+    .map_err(|e| db_error(e, "listing contacts"))?;
     let Page { items, next_cursor } = Page::from_rows(rows, filters.limit, |row| {
         Cursor {
             key: row.sort_key.clone(),
@@ -298,6 +290,90 @@ pub async fn list(
         items: items.into_iter().map(|row| row.contact).collect(),
         next_cursor,
     }))
+}
+
+/// The contacts `filters` select, as the list and the export read them.
+pub(crate) const FILTERED: &str = "org_id = $1
+    AND ($2::text IS NULL OR search LIKE $2)
+    AND ($3::text IS NULL OR status = $3)
+    AND ($4::text IS NULL OR tags @> ARRAY[$4])
+    AND ($5::timestamptz IS NULL OR created_at >= $5)
+    AND ($6::timestamptz IS NULL OR created_at < $6)
+    AND ($7 OR deleted_at IS NULL)
+    AND erased_at IS NULL
+    AND merged_into IS NULL
+    AND ($8::uuid IS NULL OR EXISTS (
+        SELECT 1 FROM rm_group_members m
+        WHERE m.org_id = rm_contacts.org_id AND m.group_id = $8
+          AND m.contact_id = rm_contacts.contact_id))
+    AND ($9::text IS NULL OR custom_fields ->> $9 = $10)";
+
+/// Binds `$1`–`$10` of [`FILTERED`].
+pub(crate) fn bind_filters<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    org_id: Uuid,
+    filters: &'q Filters,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    let (key, value) = match &filters.custom_field {
+        Some((key, value)) => (Some(key.as_str()), Some(value.as_str())),
+        None => (None, None),
+    };
+    query
+        .bind(org_id)
+        .bind(filters.q.as_deref())
+        .bind(filters.status.as_deref())
+        .bind(filters.tag.as_deref())
+        .bind(filters.created_from)
+        .bind(filters.created_to)
+        .bind(filters.include_deleted)
+        .bind(filters.group)
+        .bind(key)
+        .bind(value)
+}
+
+/// A page of the contacts `filters` select in their order, after `after`: `columns` and the
+/// row's `sort_key` (its cursor). Each order has an index (org_id, key, contact_id); ids break
+/// ties.
+pub(crate) async fn filtered<R>(
+    pool: &sqlx::PgPool,
+    org_id: Uuid,
+    filters: &Filters,
+    columns: &str,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Result<Vec<R>, sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let (key, cursor_key, shown_key, order, compare) = match filters.sort {
+        Sort::Recent => (
+            "created_at",
+            "$11::timestamptz",
+            "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            "DESC",
+            "<",
+        ),
+        Sort::Name => (
+            "lower(full_name)",
+            "$11::text",
+            "lower(full_name)",
+            "ASC",
+            ">",
+        ),
+    };
+    let sql = format!(
+        "SELECT {columns}, {shown_key} AS sort_key FROM rm_contacts
+         WHERE {FILTERED}
+           AND ($11::text IS NULL OR ({key}, contact_id) {compare} ({cursor_key}, $12))
+         ORDER BY {key} {order}, contact_id {order}
+         LIMIT $13"
+    );
+    bind_filters(sqlx::query_as(sqlx::AssertSqlSafe(sql)), org_id, filters)
+        .bind(after.map(|c| c.key.clone()))
+        .bind(after.map(|c| c.id))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
 }
 
 #[derive(sqlx::FromRow)]

@@ -1,18 +1,14 @@
 //! Custom field definitions, read side: `GET /api/v1/custom-fields` in display order, from the
-//! `custom_fields` projection; and what contact reads need to hide the values of removed
-//! definitions ([`live_keys`], [`visible`]).
-
-use std::collections::BTreeSet;
+//! `custom_fields` projection. (Contact reads hide the values of removed definitions by joining
+//! the same table.)
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use events::Role;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use service::consistency::{ConsistencyToken, wait_for_projection};
 use service::{ApiError, Caller};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::{QueryState, db_error};
 
@@ -42,31 +38,6 @@ pub struct CustomFieldDefinition {
 pub struct CustomFieldList {
     /// Every live definition, by display order then key.
     pub items: Vec<CustomFieldDefinition>,
-}
-
-/// The organisation's live custom field keys: a contact's values under any other key belong to
-/// removed definitions and are not shown.
-pub async fn live_keys(pool: &sqlx::PgPool, org_id: Uuid) -> Result<BTreeSet<String>, ApiError> {
-    let keys: Vec<String> =
-        sqlx::query_scalar("SELECT key FROM rm_custom_fields WHERE org_id = $1")
-            .bind(org_id)
-            .fetch_all(pool)
-            .await
-            .map_err(|e| db_error(e, "reading custom field keys"))?;
-    Ok(keys.into_iter().collect())
-}
-
-/// A contact's `custom_fields` object without the values of removed definitions.
-pub fn visible(values: Value, live: &BTreeSet<String>) -> Value {
-    match values {
-        Value::Object(values) => Value::Object(
-            values
-                .into_iter()
-                .filter(|(key, _)| live.contains(key))
-                .collect(),
-        ),
-        other => other,
-    }
 }
 
 /// The organisation's custom field definitions, in display order.
@@ -104,22 +75,4 @@ pub async fn list(
     .await
     .map_err(|e| db_error(e, "listing custom fields"))?;
     Ok(HttpResponse::Ok().json(CustomFieldList { items }))
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn values_of_removed_definitions_are_hidden() {
-        let live = BTreeSet::from(["plan".to_string(), "vip".to_string()]);
-        assert_eq!(
-            visible(json!({"plan": "gold", "old": 1, "vip": null}), &live),
-            json!({"plan": "gold", "vip": null})
-        );
-        assert_eq!(visible(json!({}), &live), json!({}));
-        assert_eq!(visible(json!({"old": 1}), &BTreeSet::new()), json!({}));
-    }
 }
