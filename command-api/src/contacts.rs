@@ -417,27 +417,15 @@ pub async fn create(
     }
 }
 
-/// What [`create_contact`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Created {
-    /// The contact was created; its last event is at this position.
-    New(events::Position),
-    /// A contact with this id existed already (a retry with a derived id); `true` when it has
-    /// the same name and identifiers as asked.
-    Existing(bool),
-}
-
-/// Validates `input` and creates contact `contact_id` in `org_id`, its identifiers claimed in the
-/// same append: the one way contacts are made (the endpoint, imports). Field errors are
-/// `ApiError::Validation`, a taken identifier `ApiError::Taken`.
-pub async fn create_contact(
-    state: &CommandState,
-    org_id: Uuid,
+/// A new contact from its request fields, every bad field named (custom field values checked
+/// against the organisation's `definitions`): the one parser of contact input, used by the
+/// endpoint and by imports.
+pub(crate) fn parse_new_contact(
     contact_id: Uuid,
     input: CreateContact,
-    metadata: &Metadata,
-) -> Result<Created, ApiError> {
-    let region = phone_region(state, org_id, &[input.whatsapp.as_deref()]).await?;
+    region: Option<&str>,
+    definitions: &domain::custom_fields::CustomFields,
+) -> Result<NewContact, Vec<FieldError>> {
     let mut errors = Vec::new();
     let full_name = domain::contact::valid_full_name(&input.full_name)
         .map_err(|e| errors.push(FieldError::new("full_name", e.to_string())))
@@ -449,7 +437,7 @@ pub async fn create_contact(
         whatsapp: parse_field(
             "whatsapp",
             input.whatsapp.as_deref(),
-            |raw| PhoneE164::parse(raw, region.as_deref()),
+            |raw| PhoneE164::parse(raw, region),
             &mut errors,
         ),
         telegram_chat_id: parse_field(
@@ -478,11 +466,38 @@ pub async fn create_contact(
     };
     // Definitions allow only `[a-z][a-z0-9_]*` keys, so no key can be taken for the `$`
     // markers personal values are sealed with.
-    let definitions = crate::custom_fields::definitions(state, org_id).await?;
-    crate::custom_fields::check_values(&definitions, &new.custom_fields, true, &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::Validation { errors });
+    crate::custom_fields::check_values(definitions, &new.custom_fields, true, &mut errors);
+    if errors.is_empty() {
+        Ok(new)
+    } else {
+        Err(errors)
     }
+}
+
+/// What [`create_contact`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The contact was created; its last event is at this position.
+    New(events::Position),
+    /// A contact with this id existed already (a retry with a derived id); `true` when it has
+    /// the same name and identifiers as asked.
+    Existing(bool),
+}
+
+/// Validates `input` and creates contact `contact_id` in `org_id`, its identifiers claimed in the
+/// same append: the one way contacts are made (the endpoint, imports). Field errors are
+/// `ApiError::Validation`, a taken identifier `ApiError::Taken`.
+pub async fn create_contact(
+    state: &CommandState,
+    org_id: Uuid,
+    contact_id: Uuid,
+    input: CreateContact,
+    metadata: &Metadata,
+) -> Result<Created, ApiError> {
+    let region = phone_region(state, org_id, &[input.whatsapp.as_deref()]).await?;
+    let definitions = crate::custom_fields::definitions(state, org_id).await?;
+    let new = parse_new_contact(contact_id, input, region.as_deref(), &definitions)
+        .map_err(|errors| ApiError::Validation { errors })?;
     let decided = Contact::default()
         .decide(ContactCommand::Create(new.clone()))
         .map_err(rejected)?;

@@ -3,18 +3,16 @@
 //! sharing an identifier in file order.
 
 use std::collections::HashMap;
-use std::fmt::Display;
 
 use domain::Aggregate;
-use domain::contact::{Contact, ContactCommand, ContactError, NewContact};
+use domain::contact::{Contact, ContactCommand, ContactError};
 use domain::custom_fields::CustomFields;
 use events::contact::Identity;
 use events::custom_field::FieldKind;
-use events::{Email, InstagramId, PhoneE164, Tag, TelegramChatId};
 use service::FieldError;
 use uuid::Uuid;
 
-use crate::contacts::CreateContact;
+use crate::contacts::{CreateContact, parse_new_contact};
 
 /// A row checked without writing: its field errors, or its identifiers normalised as their
 /// reservations name them.
@@ -22,18 +20,6 @@ use crate::contacts::CreateContact;
 pub struct Checked {
     pub errors: Vec<FieldError>,
     pub identities: Vec<(Identity, String)>,
-}
-
-fn parse<T, E: Display>(
-    field: &str,
-    raw: Option<&str>,
-    parse: impl FnOnce(&str) -> Result<T, E>,
-    errors: &mut Vec<FieldError>,
-) -> Option<T> {
-    let raw = raw.map(str::trim).filter(|r| !r.is_empty())?;
-    parse(raw)
-        .map_err(|e| errors.push(FieldError::new(field, e.to_string())))
-        .ok()
 }
 
 /// Custom values as their fields' kinds want them: cells are text, so numbers, booleans and
@@ -91,74 +77,18 @@ pub fn check(
             };
         }
     };
-    let mut errors = Vec::new();
-    let full_name = domain::contact::valid_full_name(&input.full_name)
-        .map_err(|e| errors.push(FieldError::new("full_name", e.to_string())))
-        .unwrap_or_default();
-    let new = NewContact {
-        contact_id: Uuid::nil(),
-        full_name,
-        email: parse("email", input.email.as_deref(), Email::parse, &mut errors),
-        whatsapp: parse(
-            "whatsapp",
-            input.whatsapp.as_deref(),
-            |raw| PhoneE164::parse(raw, region),
-            &mut errors,
-        ),
-        telegram_chat_id: parse(
-            "telegram_chat_id",
-            input.telegram_chat_id.as_deref(),
-            TelegramChatId::parse,
-            &mut errors,
-        ),
-        instagram_scoped_id: parse(
-            "instagram_scoped_id",
-            input.instagram_scoped_id.as_deref(),
-            InstagramId::parse,
-            &mut errors,
-        ),
-        instagram_user_id: parse(
-            "instagram_user_id",
-            input.instagram_user_id.as_deref(),
-            InstagramId::parse,
-            &mut errors,
-        ),
-        tags: input
-            .tags
-            .iter()
-            .filter_map(|t| {
-                Tag::parse(t)
-                    .map_err(|e| errors.push(FieldError::new("tags", format!("{t:?} {e}"))))
-                    .ok()
-            })
-            .collect(),
-        notes: domain::contact::valid_notes(input.notes.as_deref())
-            .map_err(|e| errors.push(FieldError::new("notes", e.to_string())))
-            .unwrap_or_default(),
-        custom_fields: input.custom_fields.clone(),
+    let new = match parse_new_contact(Uuid::nil(), input.clone(), region, definitions) {
+        Ok(new) => new,
+        Err(errors) => {
+            return Checked {
+                errors,
+                identities: Vec::new(),
+            };
+        }
     };
-    for key in new.custom_fields.keys().filter(|k| k.starts_with('$')) {
-        errors.push(FieldError::new(
-            format!("custom_fields.{key}"),
-            "a key must not start with `$`",
-        ));
-    }
-    if let Err(invalid) = definitions.validate(&new.custom_fields, true) {
-        errors.extend(
-            invalid
-                .into_iter()
-                .map(|(field, message)| FieldError::new(field, message)),
-        );
-    }
-    if !errors.is_empty() {
-        return Checked {
-            errors,
-            identities: Vec::new(),
-        };
-    }
     match Contact::default().decide(ContactCommand::Create(new)) {
         Ok(decided) => Checked {
-            errors,
+            errors: Vec::new(),
             identities: decided
                 .iter()
                 .fold(Contact::default(), Contact::evolve)
