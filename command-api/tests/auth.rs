@@ -417,14 +417,14 @@ async fn a_wrong_password_and_an_unknown_email_take_about_as_long() {
         "{details:?}"
     );
 
-    let median = |times: &mut Vec<Duration>| {
-        times.sort();
-        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2
-    };
-    let (wrong, unknown) = (median(&mut wrong), median(&mut unknown));
+    // The fastest try of each is its own cost with the least of the machine's other work in it
+    // (other tests run alongside). Skipping the verification would make an unknown email tens
+    // of times faster, far outside these bounds.
+    let fastest = |times: &[Duration]| times.iter().min().copied().unwrap_or_default();
+    let (wrong, unknown) = (fastest(&wrong), fastest(&unknown));
     let ratio = wrong.as_secs_f64() / unknown.as_secs_f64();
     assert!(
-        (0.5..=2.0).contains(&ratio),
+        (1.0 / 3.0..=3.0).contains(&ratio),
         "wrong password {wrong:?}, unknown email {unknown:?}"
     );
 }
