@@ -21,7 +21,21 @@ pub const DEMO_EMAIL: &str = "demo@corbi.local";
 pub const DEMO_PASSWORD: &str = "changeme123";
 const DEMO_ORGANISATION: &str = "Demo Dental Clinic";
 
-fn state(store: Arc<dyn EventStore>, pool: PgPool) -> CommandState {
+/// The command side as the servers run it, minus the HTTP.
+pub struct Deps {
+    pub store: Arc<dyn EventStore>,
+    pub pool: PgPool,
+    /// `CORBI_MASTER_KEY`, so anything sealed here opens in the servers.
+    pub keyring: Arc<events::Keyring>,
+}
+
+fn state(
+    Deps {
+        store,
+        pool,
+        keyring,
+    }: Deps,
+) -> CommandState {
     CommandState::new(
         store,
         pool,
@@ -31,6 +45,7 @@ fn state(store: Arc<dyn EventStore>, pool: PgPool) -> CommandState {
             ..AuthSettings::default()
         },
     )
+    .with_keyring(keyring)
 }
 
 fn api_error(error: ApiError) -> anyhow::Error {
@@ -42,17 +57,12 @@ fn api_error(error: ApiError) -> anyhow::Error {
 
 /// `corbi admin create-user`: the password is read from the first line of standard input, so it
 /// never shows in the process list or the shell history.
-pub async fn create_user(
-    store: Arc<dyn EventStore>,
-    pool: PgPool,
-    email: &str,
-    name: &str,
-) -> anyhow::Result<()> {
+pub async fn create_user(deps: Deps, email: &str, name: &str) -> anyhow::Result<()> {
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email {email:?}: {e}"))?;
     let mut password = String::new();
     std::io::stdin().lock().read_line(&mut password)?;
     let password = password.trim_end_matches(['\r', '\n']).to_owned();
-    let user_id = command_api::auth::create_user(&state(store, pool), email, name.into(), password)
+    let user_id = command_api::auth::create_user(&state(deps), email, name.into(), password)
         .await
         .map_err(api_error)?;
     println!("{user_id}");
@@ -61,8 +71,8 @@ pub async fn create_user(
 
 /// `corbi seed-demo`: the demo user as admin of a demo organisation. Running it again changes
 /// nothing.
-pub async fn seed_demo(store: Arc<dyn EventStore>, pool: PgPool) -> anyhow::Result<()> {
-    let state = state(store, pool);
+pub async fn seed_demo(deps: Deps) -> anyhow::Result<()> {
+    let state = state(deps);
     let email = Email::parse(DEMO_EMAIL)?;
     let stream = reservation::stream(&Scope::UserEmail, email.as_str());
     let (held, _) = command_api::aggregate::load::<Reservation>(&*state.store, &stream)

@@ -24,9 +24,9 @@ pub async fn run(command: Command, config: ServiceConfig) -> anyhow::Result<()> 
     match command {
         Command::Migrate => migrate(&pool).await,
         Command::Replay { projection } => replay(&config, pool, &projection).await,
-        Command::SeedDemo => crate::admin::seed_demo(event_store(&config).await?, pool).await,
+        Command::SeedDemo => crate::admin::seed_demo(admin_deps(&config, pool).await?).await,
         Command::Admin(AdminCommand::CreateUser { email, name }) => {
-            crate::admin::create_user(event_store(&config).await?, pool, &email, &name).await
+            crate::admin::create_user(admin_deps(&config, pool).await?, &email, &name).await
         }
         Command::Up => up(config, pool).await,
         Command::CommandApi => {
@@ -117,6 +117,14 @@ fn import_worker_state(config: &ServiceConfig, deps: &HttpDeps) -> command_api::
         deps.sessions.clone(),
     )
     .with_keyring(config.master_key.clone())
+}
+
+async fn admin_deps(config: &ServiceConfig, pool: PgPool) -> anyhow::Result<crate::admin::Deps> {
+    Ok(crate::admin::Deps {
+        store: event_store(config).await?,
+        pool,
+        keyring: config.master_key.clone(),
+    })
 }
 
 /// The data keys that seal and open personal fields, under the configured master key.
