@@ -34,6 +34,11 @@ impl HttpDeps {
         );
         self.readiness
             .register("migrations", migrations_check(self.read_pool.clone()));
+        self.commands(config)
+    }
+
+    /// The command side's state over these dependencies (also what the import worker runs).
+    pub fn commands(&self, config: &ServiceConfig) -> CommandState {
         CommandState::with_sessions(
             self.store.clone(),
             self.read_pool.clone(),

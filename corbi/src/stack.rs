@@ -32,10 +32,7 @@ pub async fn run(command: Command, config: ServiceConfig) -> anyhow::Result<()> 
         Command::CommandApi => {
             let deps = deps(&config, pool).await?;
             let (stop, shutdown) = watch::channel(false);
-            let imports = tokio::spawn(command_api::imports::run(
-                import_worker_state(&config, &deps),
-                shutdown,
-            ));
+            let imports = tokio::spawn(command_api::imports::run(deps.commands(&config), shutdown));
             let served = http::serve_command_api(&config, deps).await;
             stop.send_replace(true);
             imports.await?;
@@ -95,10 +92,7 @@ async fn up(config: ServiceConfig, pool: PgPool) -> anyhow::Result<()> {
         projector::ProjectorConfig::default(),
         shutdown.clone(),
     ));
-    let imports = tokio::spawn(command_api::imports::run(
-        import_worker_state(&config, &deps),
-        shutdown,
-    ));
+    let imports = tokio::spawn(command_api::imports::run(deps.commands(&config), shutdown));
     let served = http::serve_all(&config, deps).await;
     tracing::info!("HTTP server stopped; stopping the projector, the dispatcher and imports");
     stop.send_replace(true);
@@ -108,17 +102,7 @@ async fn up(config: ServiceConfig, pool: PgPool) -> anyhow::Result<()> {
     served
 }
 
-/// The command side as the contact import worker uses it: jobs run beside the HTTP server.
-fn import_worker_state(config: &ServiceConfig, deps: &HttpDeps) -> command_api::CommandState {
-    command_api::CommandState::with_sessions(
-        deps.store.clone(),
-        deps.read_pool.clone(),
-        command_api::AuthSettings::from_config(config),
-        deps.sessions.clone(),
-    )
-    .with_keyring(config.master_key.clone())
-}
-
+/// What `corbi admin` and `corbi seed-demo` write with.
 async fn admin_deps(config: &ServiceConfig, pool: PgPool) -> anyhow::Result<crate::admin::Deps> {
     Ok(crate::admin::Deps {
         store: event_store(config).await?,

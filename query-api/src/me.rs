@@ -70,13 +70,8 @@ pub async fn me(
     // The session is checked in the same statement that reads the user: one round trip, since
     // this is what every page of the UI asks first.
     let access_token = auth::bearer_token(&request)?;
-    let invalid = || {
-        ApiError::Unauthorized(
-            "The access token is invalid, expired or revoked; sign in or refresh.".into(),
-        )
-    };
     if !secret::is_shaped_like(&access_token, Kind::AccessToken) {
-        return Err(invalid());
+        return Err(auth::invalid_access_token());
     }
     let hash = secret::hash(&access_token);
     let key = Key::Me(hash.clone());
@@ -103,7 +98,7 @@ pub async fn me(
     .fetch_all(&state.pool)
     .await
     .map_err(|e| db_error(e, "reading the signed-in user"))?;
-    let first = rows.first().ok_or_else(invalid)?;
+    let first = rows.first().ok_or_else(auth::invalid_access_token)?;
     let (user_id, expires_at) = (first.user_id, first.access_expires_at);
     let (email, name) = (first.email.clone(), first.name.clone());
     tracing::Span::current().record("user_id", tracing::field::display(user_id));

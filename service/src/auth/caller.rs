@@ -174,13 +174,8 @@ async fn by_session(
     token: &str,
     org: Option<Uuid>,
 ) -> Result<(Uuid, Role, Actor), ApiError> {
-    let invalid = || {
-        ApiError::Unauthorized(
-            "The access token is invalid, expired or revoked; sign in or refresh.".into(),
-        )
-    };
     if !secret::is_shaped_like(token, Kind::AccessToken) {
-        return Err(invalid());
+        return Err(super::invalid_access_token());
     }
     let hash = secret::hash(token);
     let key = Key::Caller(hash.clone(), org);
@@ -201,7 +196,7 @@ async fn by_session(
     .await
     .map_err(read_model_error)?;
     match rows.as_slice() {
-        [] => Err(invalid()),
+        [] => Err(super::invalid_access_token()),
         [(user_id, expires_at, Some(org_id), Some(role))] => {
             let caller = (*org_id, parse_role(role)?, Actor::User { id: *user_id });
             remember(sessions, key, Some(*expires_at), &caller);

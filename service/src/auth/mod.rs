@@ -38,13 +38,18 @@ impl FromRequest for Authenticated {
             let token = token?;
             match sessions.authenticate(&token).await {
                 Ok(Some(session)) => Ok(Authenticated(session)),
-                Ok(None) => Err(ApiError::Unauthorized(
-                    "The access token is invalid, expired or revoked; sign in or refresh.".into(),
-                )),
+                Ok(None) => Err(invalid_access_token()),
                 Err(error) => Err(unavailable(error)),
             }
         })
     }
+}
+
+/// The answer to an access token that is not (or no longer) a live session's.
+pub fn invalid_access_token() -> ApiError {
+    ApiError::Unauthorized(
+        "The access token is invalid, expired or revoked; sign in or refresh.".into(),
+    )
 }
 
 /// The token of `Authorization: Bearer <token>`.
