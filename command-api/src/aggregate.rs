@@ -43,6 +43,20 @@ pub fn encode<E: TypedEvent>(
         .collect()
 }
 
+/// `A` after `recorded` (other event types skipped).
+fn fold<A: Aggregate>(recorded: &[RecordedEvent]) -> Result<A, ApiError> {
+    let upcasters = Upcasters::default();
+    let mut state = A::default();
+    for event in recorded {
+        let decoded = A::Event::decode(event, &upcasters)
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("decoding an event")))?;
+        if let Some(decoded) = decoded {
+            state = state.evolve(&decoded);
+        }
+    }
+    Ok(state)
+}
+
 /// A whole stream of `A`'s events, folded, with the version it was read at.
 pub async fn load<A: Aggregate>(
     store: &dyn EventStore,
@@ -53,16 +67,7 @@ pub async fn load<A: Aggregate>(
         .await
         .map_err(|e| store_error(e, "reading a stream"))?;
     let version = recorded.last().map(|e| e.version);
-    let upcasters = Upcasters::default();
-    let mut state = A::default();
-    for event in &recorded {
-        let decoded = A::Event::decode(event, &upcasters)
-            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("decoding an event")))?;
-        if let Some(decoded) = decoded {
-            state = state.evolve(&decoded);
-        }
-    }
-    Ok((state, version))
+    Ok((fold(&recorded)?, version))
 }
 
 /// A stream whose events carry sealed personal fields, opened with their subject's key (fields
@@ -79,22 +84,12 @@ pub async fn load_opened<A: Aggregate>(
         .map_err(|e| store_error(e, "reading a stream"))?;
     let version = recorded.last().map(|e| e.version);
     let org_id = recorded.first().map(|e| e.org_id);
-    for event in &mut recorded {
-        keys.open_event(event).await.map_err(|e| match e {
-            DataKeyError::Database(error) => crate::db_error(error, "reading a data key"),
-            other => ApiError::Internal(anyhow::Error::new(other).context("opening an event")),
-        })?;
-    }
-    let upcasters = Upcasters::default();
-    let mut state = A::default();
-    for event in &recorded {
-        let decoded = A::Event::decode(event, &upcasters)
-            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("decoding an event")))?;
-        if let Some(decoded) = decoded {
-            state = state.evolve(&decoded);
-        }
-    }
-    Ok((state, version, org_id))
+    // One key query for the whole stream.
+    keys.open_all(&mut recorded).await.map_err(|e| match e {
+        DataKeyError::Database(error) => crate::db_error(error, "reading a data key"),
+        other => ApiError::Internal(anyhow::Error::new(other).context("opening events")),
+    })?;
+    Ok((fold(&recorded)?, version, org_id))
 }
 
 /// Loads `stream`, decides `command` and appends what it decided, again when another writer got

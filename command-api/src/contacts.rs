@@ -58,17 +58,17 @@ pub struct CreateContact {
 #[serde(deny_unknown_fields)]
 pub struct UpdateContact {
     pub full_name: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::present")]
     pub email: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::present")]
     pub whatsapp: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::present")]
     pub telegram_chat_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::present")]
     pub instagram_scoped_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::present")]
     pub instagram_user_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::present")]
     pub notes: Option<Option<String>>,
     #[serde(default)]
     pub add_tags: Vec<String>,
@@ -81,15 +81,6 @@ pub struct UpdateContact {
     pub whatsapp_blocked: Option<bool>,
     pub instagram_blocked: Option<bool>,
     pub instagram_opt_in: Option<bool>,
-}
-
-/// A field that was sent, `null` included: `Some(None)`; left out: `None` (via `default`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -143,16 +134,6 @@ fn not_found() -> ApiError {
     ApiError::NotFound("No such contact.".into())
 }
 
-fn field_of(identity: Identity) -> &'static str {
-    match identity {
-        Identity::Email => "email",
-        Identity::Whatsapp => "whatsapp",
-        Identity::Telegram => "telegram_chat_id",
-        Identity::InstagramScoped => "instagram_scoped_id",
-        Identity::InstagramUser => "instagram_user_id",
-    }
-}
-
 /// What changes between two states of `owner`'s identifiers, one entry per kind.
 pub(crate) fn identity_changes(
     owner: Uuid,
@@ -166,7 +147,7 @@ pub(crate) fn identity_changes(
         .map(|identity| IdentityChange {
             owner,
             kind: identity.as_str(),
-            field: field_of(*identity),
+            field: identity.field(),
             old: old.get(identity).cloned(),
             new: new.get(identity).cloned(),
         })
@@ -211,12 +192,21 @@ async fn phone_region(
     if !needed {
         return Ok(None);
     }
+    default_phone_region(&state.pool, org_id)
+        .await
+        .map_err(|e| crate::db_error(e, "reading the phone region"))
+}
+
+/// The organisation's default phone region (its branding).
+pub(crate) async fn default_phone_region(
+    pool: &sqlx::PgPool,
+    org_id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
     let region: Option<Option<String>> =
         sqlx::query_scalar("SELECT default_phone_region FROM rm_organisations WHERE org_id = $1")
             .bind(org_id)
-            .fetch_optional(&state.pool)
-            .await
-            .map_err(|e| crate::db_error(e, "reading the phone region"))?;
+            .fetch_optional(pool)
+            .await?;
     Ok(region.flatten())
 }
 

@@ -61,7 +61,6 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use domain::custom_fields::CustomFields;
 use events::{Actor, Role};
 use serde::{Deserialize, Serialize};
 use service::{ApiError, Caller, FieldError, IdempotencyKey, Problem};
@@ -264,7 +263,7 @@ pub async fn submit(
         .await
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("parsing an import")))?
         .map_err(|e| ApiError::validation("body", e))?;
-    let definitions = custom_field_definitions(&state, caller.org_id).await?;
+    let definitions = crate::custom_fields::definitions(&state, caller.org_id).await?;
     let custom_keys = definitions.fields.keys().cloned().collect();
     let mapping = file::Mapping::resolve(&csv.headers, &options.map, &custom_keys)?;
     let ignored_columns = mapping.ignored(&csv.headers);
@@ -349,17 +348,6 @@ async fn retried_status(
             ),
         }),
     }
-}
-
-/// The organisation's custom field definitions as they are now (their stream, not the read
-/// model, so a field defined a moment ago counts).
-pub(crate) async fn custom_field_definitions(
-    state: &CommandState,
-    org_id: Uuid,
-) -> Result<CustomFields, ApiError> {
-    let stream = events::custom_field::stream(org_id);
-    let (definitions, _) = crate::aggregate::load::<CustomFields>(&*state.store, &stream).await?;
-    Ok(definitions)
 }
 
 /// The limit of an import body: larger ones are refused with 413 before they are read whole.

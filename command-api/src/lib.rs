@@ -135,6 +135,16 @@ impl CommandState {
 /// The projection requests are authorised against.
 pub const ACCESS_PROJECTION: &str = "access";
 
+/// For `Option<Option<T>>` body fields: sent, `null` included, is `Some(..)`; left out is `None`
+/// (with `#[serde(default)]`).
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
 /// A write's answer: `body` with the `X-Consistency-Token` header when something was appended.
 pub(crate) fn written(
     mut response: HttpResponseBuilder,

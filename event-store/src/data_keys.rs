@@ -145,6 +145,11 @@ impl DataKeys {
         Ok(())
     }
 
+    /// [`Self::open_events`] on this store's own pool.
+    pub async fn open_all(&self, events: &mut [RecordedEvent]) -> Result<(), DataKeyError> {
+        self.open_events(&self.pool, events).await
+    }
+
     /// [`Self::open_event`] for a batch, with one key query on `executor`.
     pub async fn open_events<'c, E: PgExecutor<'c>>(
         &self,

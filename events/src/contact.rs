@@ -90,6 +90,17 @@ pub enum Identity {
 }
 
 impl Identity {
+    /// Its name as a request field and as a read-model column.
+    pub fn field(self) -> &'static str {
+        match self {
+            Identity::Email => "email",
+            Identity::Whatsapp => "whatsapp",
+            Identity::Telegram => "telegram_chat_id",
+            Identity::InstagramScoped => "instagram_scoped_id",
+            Identity::InstagramUser => "instagram_user_id",
+        }
+    }
+
     pub const ALL: [Identity; 5] = [
         Identity::Email,
         Identity::Whatsapp,

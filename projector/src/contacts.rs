@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use event_store::data_keys::DataKeys;
-use events::contact::{ContactEvent, Identity, Moved};
+use events::contact::{ContactEvent, Moved};
 use events::personal::Personal;
 use events::{RecordedEvent, TypedEvent, Upcasters};
 use serde_json::{Value, json};
@@ -239,17 +239,6 @@ async fn set(
     Ok(())
 }
 
-/// The column an identifier kind lives in.
-fn identity_column(identity: Identity) -> &'static str {
-    match identity {
-        Identity::Email => "email",
-        Identity::Whatsapp => "whatsapp",
-        Identity::Telegram => "telegram_chat_id",
-        Identity::InstagramScoped => "instagram_scoped_id",
-        Identity::InstagramUser => "instagram_user_id",
-    }
-}
-
 async fn set_identities(
     conn: &mut PgConnection,
     tables: &Tables,
@@ -259,15 +248,7 @@ async fn set_identities(
 ) -> anyhow::Result<()> {
     for (identity, value) in &moved.identities {
         let value = value.clear().cloned();
-        set(
-            conn,
-            tables,
-            event,
-            contact_id,
-            identity_column(*identity),
-            value,
-        )
-        .await?;
+        set(conn, tables, event, contact_id, identity.field(), value).await?;
     }
     Ok(())
 }
@@ -280,15 +261,7 @@ async fn clear_identities(
     moved: &Moved,
 ) -> anyhow::Result<()> {
     for identity in moved.identities.keys() {
-        set(
-            conn,
-            tables,
-            event,
-            contact_id,
-            identity_column(*identity),
-            None,
-        )
-        .await?;
+        set(conn, tables, event, contact_id, identity.field(), None).await?;
     }
     Ok(())
 }

@@ -241,13 +241,3 @@ pub async fn release(
     .await?;
     Ok(())
 }
-
-/// The organisation's default phone region, for numbers written without `+`.
-pub async fn phone_region(pool: &PgPool, org_id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    let region: Option<Option<String>> =
-        sqlx::query_scalar("SELECT default_phone_region FROM rm_organisations WHERE org_id = $1")
-            .bind(org_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(region.flatten())
-}

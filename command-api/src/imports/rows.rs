@@ -87,16 +87,6 @@ pub fn row_contact_id(import_id: Uuid, row: i32) -> Uuid {
     Uuid::new_v5(&import_id, format!("row:{row}").as_bytes())
 }
 
-fn field_of(identity: Identity) -> &'static str {
-    match identity {
-        Identity::Email => "email",
-        Identity::Whatsapp => "whatsapp",
-        Identity::Telegram => "telegram_chat_id",
-        Identity::InstagramScoped => "instagram_scoped_id",
-        Identity::InstagramUser => "instagram_user_id",
-    }
-}
-
 /// A failure that is the system's, not the row's: the job stops and is tried again later.
 #[derive(Debug)]
 pub struct Unavailable(pub String);
@@ -392,7 +382,7 @@ impl<'a> DryRun<'a> {
         };
         if self.ctx.on_duplicate == OnDuplicate::Skip {
             return Report {
-                errors: vec![self.ctx.duplicate(field_of(identity), holder)],
+                errors: vec![self.ctx.duplicate(identity.field(), holder)],
                 ..Report::new(row, Outcome::SkippedDuplicate, Some(holder))
             };
         }
@@ -401,7 +391,7 @@ impl<'a> DryRun<'a> {
             .iter()
             .find_map(|key| Some((key.0, self.owner(key).filter(|o| *o != holder)?)));
         if let Some((identity, other)) = other {
-            return Report::rejected(row, vec![self.ctx.duplicate(field_of(identity), other)]);
+            return Report::rejected(row, vec![self.ctx.duplicate(identity.field(), other)]);
         }
         self.claim(&checked.identities, holder);
         Report::new(row, Outcome::Valid, Some(holder))

@@ -12,11 +12,11 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
+use super::CHANNEL;
 use super::checks::{self, Checked};
 use super::file::{CsvFile, Row};
 use super::job::{self, Claimed, MAX_ATTEMPTS};
 use super::rows::{DryRun, Report, RowContext};
-use super::{CHANNEL, custom_field_definitions};
 use crate::CommandState;
 use crate::contacts::CreateContact;
 
@@ -175,8 +175,8 @@ async fn run_job(
     job: &Claimed,
     stop: &watch::Receiver<bool>,
 ) -> Result<Ended, RunError> {
-    let region = job::phone_region(&state.pool, job.org_id).await?;
-    let definitions = custom_field_definitions(state, job.org_id)
+    let region = crate::contacts::default_phone_region(&state.pool, job.org_id).await?;
+    let definitions = crate::custom_fields::definitions(state, job.org_id)
         .await
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
     let Some(csv) = job.csv.clone() else {
