@@ -83,23 +83,16 @@ pub async fn change_password(
     let client = auth::client(&request);
     let metadata = client.metadata(Actor::User { id: user_id }, Some(request_id.to_string()));
     let stream = user::stream(user_id);
-    for command in [
+    // The change itself records that every session ended.
+    aggregate::execute::<User>(
+        &*state.store,
+        &stream,
+        Uuid::nil(),
         UserCommand::ChangePassword,
-        UserCommand::EndSessions {
-            family_id: None,
-            reason: SessionEnd::PasswordChanged,
-        },
-    ] {
-        aggregate::execute::<User>(
-            &*state.store,
-            &stream,
-            uuid::Uuid::nil(),
-            command,
-            &metadata,
-            user_rejected,
-        )
-        .await?;
-    }
+        &metadata,
+        user_rejected,
+    )
+    .await?;
     let family_id = Uuid::now_v7();
     aggregate::execute::<User>(
         &*state.store,

@@ -11,7 +11,6 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use chrono::{DateTime, Utc};
 use events::{Actor, Metadata, Role};
@@ -46,14 +45,6 @@ impl Caller {
         )))
     }
 
-    /// The user behind the request; `None` for API keys.
-    pub fn user_id(&self) -> Option<Uuid> {
-        match self.actor {
-            Actor::User { id } => Some(id),
-            _ => None,
-        }
-    }
-
     /// Metadata for the events this request appends: actor, trace, address, user agent.
     pub fn metadata(&self) -> Metadata {
         self.client
@@ -79,11 +70,9 @@ fn api_key(req: &HttpRequest) -> Option<String> {
     if let Some(value) = req.headers().get("X-API-Key") {
         return value.to_str().ok().map(|v| v.trim().to_owned());
     }
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && token.starts_with(Kind::ApiKey.tag()))
-        .then(|| token.to_owned())
+    bearer_token(req)
+        .ok()
+        .filter(|token| token.starts_with(Kind::ApiKey.tag()))
 }
 
 impl FromRequest for Caller {
