@@ -27,7 +27,7 @@ use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use events::Role;
-use service::consistency::{ConsistencyToken, wait_for_projection};
+use service::consistency::ConsistencyToken;
 use service::{ApiError, Caller, Problem};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -243,9 +243,10 @@ pub async fn export(
         ));
     }
     let filters = query.validate()?;
-    if let Some(token) = token.0 {
-        wait_for_projection(&state.pool, PROJECTION, token, state.consistency_timeout).await?;
-    }
+    // The columns follow the custom field definitions.
+    state
+        .settle(token, &[PROJECTION, crate::custom_fields::PROJECTION])
+        .await?;
     // The header names every custom field the exported contacts have, so it is known first.
     let custom_keys: Vec<(String,)> = bind_filters(
         sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use events::Role;
 use serde::{Deserialize, Serialize};
-use service::consistency::{ConsistencyToken, wait_for_projection};
+use service::consistency::ConsistencyToken;
 use service::{ApiError, Caller, FieldError, Problem};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -230,15 +230,6 @@ pub struct ContactPage {
     pub next_cursor: Option<String>,
 }
 
-async fn settle(state: &QueryState, token: ConsistencyToken) -> Result<(), ApiError> {
-    match token.0 {
-        Some(token) => {
-            wait_for_projection(&state.pool, PROJECTION, token, state.consistency_timeout).await
-        }
-        None => Ok(()),
-    }
-}
-
 const SUMMARY_COLUMNS: &str = "contact_id, full_name, email, whatsapp, telegram_chat_id,
     instagram_scoped_id, instagram_user_id, status, tags, created_at, updated_at, deleted_at,
     last_inbound_at, last_outbound_at";
@@ -268,7 +259,10 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
     let filters = query.validate()?;
-    settle(&state, token).await?;
+    // A group filter reads the groups model's members too.
+    let group = filters.group.is_some().then_some(crate::groups::PROJECTION);
+    let projections: Vec<&str> = [Some(PROJECTION), group].into_iter().flatten().collect();
+    state.settle(token, &projections).await?;
     let rows: Vec<SummaryRow> = filtered(
         &state.pool,
         caller.org_id,
@@ -451,7 +445,9 @@ pub async fn detail(
         let contact = as_of_contact(&state, caller.org_id, path.into_inner(), as_of).await?;
         return Ok(HttpResponse::Ok().json(contact));
     }
-    settle(&state, token).await?;
+    state
+        .settle(token, &[PROJECTION, crate::custom_fields::PROJECTION])
+        .await?;
     let asked = path.into_inner();
     let contact_id = resolve(&state, caller.org_id, asked).await?;
     let contact: Option<ContactDetail> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -660,7 +656,7 @@ pub async fn timeline(
     caller.require(Role::Viewer)?;
     let limit = page::limit(query.limit)?;
     let after: Option<i64> = page::cursor(query.after.as_deref())?;
-    settle(&state, token).await?;
+    state.settle(token, &[PROJECTION]).await?;
     let contact_id = resolve(&state, caller.org_id, path.into_inner()).await?;
     let rows: Vec<TimelineRow> = sqlx::query_as(
         "SELECT seq, event_id, event_type AS kind, data, actor_kind, actor_id AS actor,

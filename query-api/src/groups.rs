@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use events::Role;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use service::consistency::{ConsistencyToken, wait_for_projection};
+use service::consistency::ConsistencyToken;
 use service::{ApiError, Caller, FieldError, Problem};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -140,15 +140,6 @@ pub struct MemberPage {
     pub next_cursor: Option<String>,
 }
 
-async fn settle(state: &QueryState, token: ConsistencyToken) -> Result<(), ApiError> {
-    match token.0 {
-        Some(token) => {
-            wait_for_projection(&state.pool, PROJECTION, token, state.consistency_timeout).await
-        }
-        None => Ok(()),
-    }
-}
-
 const SUMMARY_COLUMNS: &str =
     "group_id, name, description, colour, member_count, created_at, updated_at";
 
@@ -201,7 +192,7 @@ pub async fn list(
     if !errors.is_empty() {
         return Err(ApiError::Validation { errors });
     }
-    settle(&state, token).await?;
+    state.settle(token, &[PROJECTION]).await?;
     let rows: Vec<SummaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SUMMARY_COLUMNS}, lower(name) AS sort_key FROM rm_groups
          WHERE org_id = $1 AND NOT deleted
@@ -270,7 +261,7 @@ pub async fn detail(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Viewer)?;
-    settle(&state, token).await?;
+    state.settle(token, &[PROJECTION]).await?;
     let group = find(&state, caller.org_id, path.into_inner())
         .await?
         .ok_or_else(not_found)?;
@@ -311,7 +302,10 @@ pub async fn members(
     if !errors.is_empty() {
         return Err(ApiError::Validation { errors });
     }
-    settle(&state, token).await?;
+    // Names come from the contacts model.
+    state
+        .settle(token, &[PROJECTION, crate::contacts::PROJECTION])
+        .await?;
     let group_id = path.into_inner();
     if find(&state, caller.org_id, group_id).await?.is_none() {
         return Err(not_found());

@@ -58,6 +58,26 @@ impl QueryState {
         }
     }
 
+    /// Waits, bounded, until every projection a query reads has passed `token` (if given): a
+    /// query over two read models must see the write in both.
+    pub async fn settle(
+        &self,
+        token: service::consistency::ConsistencyToken,
+        projections: &[&str],
+    ) -> Result<(), ApiError> {
+        let Some(token) = token.0 else { return Ok(()) };
+        for projection in projections {
+            service::consistency::wait_for_projection(
+                &self.pool,
+                projection,
+                token,
+                self.consistency_timeout,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// With the event log, for history queries (`?as_of=`).
     pub fn with_log(mut self, store: Arc<dyn EventStore>, data_keys: DataKeys) -> Self {
         self.log = Some(Log { store, data_keys });
