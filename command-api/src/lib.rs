@@ -48,14 +48,17 @@ pub struct CommandState {
     pub data_keys: DataKeys,
 }
 
-/// The deployment's choices about accounts.
-#[derive(Debug, Clone, Copy)]
+/// The deployment's choices the command side follows.
+#[derive(Debug, Clone)]
 pub struct AuthSettings {
     pub open_registration: bool,
     pub token_lifetimes: TokenLifetimes,
     /// How long a command that changes access waits for the `access` read model to have it
     /// before answering (`CORBI_CONSISTENCY_TIMEOUT_MS`).
     pub access_wait: Duration,
+    /// The master keys data keys are wrapped under (`CORBI_MASTER_KEY`); the public development
+    /// key by default.
+    pub keyring: Arc<Keyring>,
 }
 
 impl Default for AuthSettings {
@@ -64,6 +67,7 @@ impl Default for AuthSettings {
             open_registration: true,
             token_lifetimes: TokenLifetimes::default(),
             access_wait: Duration::from_secs(5),
+            keyring: Arc::new(Keyring::development()),
         }
     }
 }
@@ -74,6 +78,7 @@ impl AuthSettings {
             open_registration: config.open_registration,
             token_lifetimes: config.token_lifetimes,
             access_wait: config.consistency_timeout,
+            keyring: config.master_key.clone(),
         }
     }
 }
@@ -95,16 +100,10 @@ impl CommandState {
         Self {
             store,
             sessions: sessions.with_lifetimes(auth.token_lifetimes),
-            data_keys: DataKeys::new(pool.clone(), Arc::new(Keyring::development())),
+            data_keys: DataKeys::new(pool.clone(), auth.keyring.clone()),
             pool,
             auth,
         }
-    }
-
-    /// Data keys wrapped under `keyring` (`CORBI_MASTER_KEY`) instead of the development key.
-    pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
-        self.data_keys = DataKeys::new(self.pool.clone(), keyring);
-        self
     }
 
     /// Waits, bounded, until the `access` read model has the write at `position`, so the next

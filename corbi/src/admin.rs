@@ -42,10 +42,10 @@ fn state(
         AuthSettings {
             // No projector runs while these commands do; nobody waits for the read models.
             access_wait: Duration::ZERO,
+            keyring,
             ..AuthSettings::default()
         },
     )
-    .with_keyring(keyring)
 }
 
 fn api_error(error: ApiError) -> anyhow::Error {

@@ -45,7 +45,6 @@ impl HttpDeps {
             AuthSettings::from_config(config),
             self.sessions.clone(),
         )
-        .with_keyring(config.master_key.clone())
     }
 
     fn query_state(&self, config: &ServiceConfig) -> QueryState {
