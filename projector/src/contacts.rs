@@ -4,6 +4,9 @@
 //! Personal fields arrive sealed; the projection opens them with the contact's data key, read in
 //! its own transaction. Once a contact is erased its key is gone, so its rows lose their personal
 //! data now, and a replay never sees it again.
+//!
+//! A batch's new contacts and timeline rows are held and written together, one statement per
+//! table (`pending`); the rarer changes run as they come, once what they touch is written.
 
 use async_trait::async_trait;
 use event_store::data_keys::DataKeys;
@@ -16,6 +19,10 @@ use uuid::Uuid;
 
 use crate::audit::actor_columns;
 use crate::{Projection, table};
+
+mod pending;
+
+use pending::{NewContact, Pending};
 
 pub const CONTACTS: &str = "rm_contacts";
 pub const TIMELINE: &str = "rm_contact_timeline";
@@ -142,15 +149,27 @@ impl Projection for Contacts {
             timeline: table(TIMELINE, generation),
             conflicts: table(CONFLICTS, generation),
         };
+        let mut pending = Pending::default();
         for event in &opened {
             let Some(contact_event) = ContactEvent::decode(event, &upcasters)? else {
                 continue;
             };
             let contact_id = contact_id_of(&event.stream)?;
-            apply(conn, &tables, event, contact_id, contact_event).await?;
-            record(conn, &tables, event, contact_id).await?;
+            pending
+                .before(conn, &tables, &contact_event, contact_id)
+                .await?;
+            apply(
+                conn,
+                &tables,
+                &mut pending,
+                event,
+                contact_id,
+                contact_event,
+            )
+            .await?;
+            pending.record(event, contact_id);
         }
-        Ok(())
+        pending.write(conn, &tables).await
     }
 }
 
@@ -188,32 +207,6 @@ pub fn plain(data: &Value) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(plain).collect()),
         other => other.clone(),
     }
-}
-
-async fn record(
-    conn: &mut PgConnection,
-    tables: &Tables,
-    event: &RecordedEvent,
-    contact_id: Uuid,
-) -> anyhow::Result<()> {
-    let (actor_kind, actor_id) = actor_columns(&event.metadata.actor);
-    let timeline = &tables.timeline;
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {timeline} (org_id, contact_id, origin_contact_id, event_id, event_type,
-                                 data, actor_kind, actor_id, recorded_at)
-         VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)"
-    )))
-    .bind(event.org_id)
-    .bind(contact_id)
-    .bind(event.event_id)
-    .bind(&event.event_type)
-    .bind(plain(&event.data))
-    .bind(actor_kind)
-    .bind(actor_id)
-    .bind(event.recorded_at)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Sets one column of the contact's row.
@@ -277,9 +270,12 @@ fn tags_and_fields(moved: &Moved) -> (Vec<String>, Value) {
     (tags, Value::Object(custom))
 }
 
+/// Applies one event to the contact's row (and others it changes); a created contact's row is
+/// held in `pending`, which has written whatever this event needs to see.
 async fn apply(
     conn: &mut PgConnection,
     tables: &Tables,
+    pending: &mut Pending<'_>,
     event: &RecordedEvent,
     contact_id: Uuid,
     contact_event: ContactEvent,
@@ -304,28 +300,20 @@ async fn apply(
                 .into_iter()
                 .filter_map(|(key, value)| value.into_clear().map(|v| (key, v)))
                 .collect();
-            let tags: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {contacts} (contact_id, org_id, full_name, email, whatsapp,
-                     telegram_chat_id, instagram_scoped_id, instagram_user_id, tags, notes,
-                     custom_fields, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-                 ON CONFLICT (contact_id) DO NOTHING"
-            )))
-            .bind(contact_id)
-            .bind(org_id)
-            .bind(full_name.into_clear())
-            .bind(text(email))
-            .bind(text(whatsapp))
-            .bind(text(telegram_chat_id))
-            .bind(text(instagram_scoped_id))
-            .bind(text(instagram_user_id))
-            .bind(tags)
-            .bind(notes.and_then(Personal::into_clear))
-            .bind(Value::Object(custom))
-            .bind(at)
-            .execute(conn)
-            .await?;
+            pending.create(NewContact {
+                contact_id,
+                org_id,
+                full_name: full_name.into_clear(),
+                email: text(email),
+                whatsapp: text(whatsapp),
+                telegram_chat_id: text(telegram_chat_id),
+                instagram_scoped_id: text(instagram_scoped_id),
+                instagram_user_id: text(instagram_user_id),
+                tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
+                notes: notes.and_then(Personal::into_clear),
+                custom_fields: Value::Object(custom),
+                created_at: at,
+            });
         }
         E::ContactRenamed { full_name } => {
             set(
