@@ -97,10 +97,12 @@ impl CommandState {
         auth: AuthSettings,
         sessions: Sessions,
     ) -> Self {
+        let flushed_by_log = store.flushes_earlier_database_commits();
         Self {
             store,
             sessions: sessions.with_lifetimes(auth.token_lifetimes),
-            data_keys: DataKeys::new(pool.clone(), auth.keyring.clone()),
+            data_keys: DataKeys::new(pool.clone(), auth.keyring.clone())
+                .flushed_by_log(flushed_by_log),
             pool,
             auth,
         }

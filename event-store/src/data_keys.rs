@@ -39,6 +39,9 @@ pub enum DataKeyError {
 pub struct DataKeys {
     pool: PgPool,
     keyring: Arc<Keyring>,
+    /// Whether a new key may commit without waiting for its flush to disk
+    /// ([`DataKeys::flushed_by_log`]).
+    flushed_by_log: bool,
 }
 
 /// A stored key: its organisation and, unless erased, the wrapped key.
@@ -46,7 +49,21 @@ type KeyRow = (Uuid, Option<Vec<u8>>);
 
 impl DataKeys {
     pub fn new(pool: PgPool, keyring: Arc<Keyring>) -> DataKeys {
-        DataKeys { pool, keyring }
+        DataKeys {
+            pool,
+            keyring,
+            flushed_by_log: false,
+        }
+    }
+
+    /// New keys commit without waiting for their own flush to disk when the event log's
+    /// appends flush them (`EventStore::flushes_earlier_database_commits`): a key is created
+    /// before the first event sealed with it is appended, so by the time that event is durable
+    /// its key is too, and a key lost to a crash before then sealed nothing that survived. It
+    /// saves every new subject one disk flush on the way to its first event.
+    pub fn flushed_by_log(mut self, yes: bool) -> DataKeys {
+        self.flushed_by_log = yes;
+        self
     }
 
     /// The subject's key, created on first use, in one round trip. Two concurrent creators
@@ -59,9 +76,17 @@ impl DataKeys {
             .keyring
             .wrap(&key, org_id, subject)
             .map_err(|error| DataKeyError::Keyring { subject, error })?;
+        // `synchronous_commit` for this statement's own transaction: `off` does not wait for
+        // the flush (see `flushed_by_log`), otherwise the server's setting.
         let row: Option<KeyRow> = sqlx::query_as(
-            "WITH created AS (
-                 INSERT INTO data_keys (subject_id, org_id, wrapped_key) VALUES ($1, $2, $3)
+            "WITH flush AS (
+                 SELECT set_config('synchronous_commit',
+                                   CASE WHEN $4 THEN current_setting('synchronous_commit')
+                                        ELSE 'off' END,
+                                   true)
+             ), created AS (
+                 INSERT INTO data_keys (subject_id, org_id, wrapped_key)
+                 SELECT $1, $2, $3 FROM flush
                  ON CONFLICT (subject_id) DO NOTHING
                  RETURNING org_id, wrapped_key
              )
@@ -73,6 +98,7 @@ impl DataKeys {
         .bind(subject)
         .bind(org_id)
         .bind(&wrapped)
+        .bind(!self.flushed_by_log)
         .fetch_optional(&self.pool)
         .await?;
         match row {

@@ -114,6 +114,14 @@ pub trait EventStore: Send + Sync + 'static {
         true
     }
 
+    /// Whether a successful append also makes durable every commit made before it to the
+    /// Postgres database of `DATABASE_URL`: true when the log is in that database, whose
+    /// write-ahead log is flushed in order. Rows that matter only once an event refers to them
+    /// (data keys) may then commit without waiting for a flush of their own.
+    fn flushes_earlier_database_commits(&self) -> bool {
+        false
+    }
+
     /// Reads up to `limit` events of `stream` starting at version `from` (inclusive) in
     /// `direction`. `from = None` starts at the stream's first event (forwards) or last
     /// (backwards). An absent stream reads as empty.

@@ -21,6 +21,17 @@ pub struct Registered {
 pub(crate) const LIVE_LOCK: i32 = 0x636f_7262;
 pub(crate) const REPLAY_LOCK: i32 = 0x636f_7263;
 
+/// Lets the projector's commits on `conn` return before they are flushed to disk. A read model
+/// is derived from the log: a crash can lose only whole batches (each commits its rows with its
+/// checkpoint), which are projected again from the checkpoint that survived. The log itself and
+/// everything else keep the server's setting.
+pub(crate) async fn defer_flushes(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SET synchronous_commit = off")
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 pub(crate) async fn try_lock(
     conn: &mut PgConnection,
     class: i32,

@@ -57,6 +57,7 @@ pub async fn replay<S: EventStore + ?Sized>(
         registry::create_generation(&mut tx, projection, generation).await?;
         tx.commit().await?;
     }
+    registry::defer_flushes(&mut conn).await?;
     let total = store.approximate_len().await.ok().flatten();
     let bar = progress_bar(progress, total);
     let mut checkpoint = Position::START;
@@ -81,9 +82,13 @@ pub async fn replay<S: EventStore + ?Sized>(
         }
     }
     // Caught up: switch readers. The live projector (if any) notices the new generation at its
-    // next batch and carries on from this generation's checkpoint.
+    // next batch and carries on from this generation's checkpoint. The switch itself waits for
+    // its flush: readers must not go back to the old generation after a crash.
     {
         let mut tx = conn.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit TO DEFAULT")
+            .execute(&mut *tx)
+            .await?;
         registry::registered(&mut tx, projection.name(), RowLock::Update).await?;
         registry::expose(&mut tx, projection, generation).await?;
         tx.commit().await?;

@@ -87,6 +87,10 @@ impl PgEventStore {
 
 #[async_trait]
 impl EventStore for PgEventStore {
+    fn flushes_earlier_database_commits(&self) -> bool {
+        true
+    }
+
     async fn append(
         &self,
         stream: &str,
