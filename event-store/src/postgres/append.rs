@@ -46,6 +46,27 @@ SELECT $1::uuid, $2::text, $3::int8, $4::text, $5::int4, $6::uuid, $7::jsonb, $8
 WHERE $3::int8 = 0 OR EXISTS (SELECT 1 FROM events WHERE stream = $2::text AND version = $3::int8 - 1)
 RETURNING version, transaction_id, global_position";
 
+/// Every event of several streams whose versions are all known in advance (`NoStream` and
+/// `Exact` appends), in one statement and so one implicit transaction. `unique(stream, version)`
+/// rejects the whole statement when a version is taken; the `NOT EXISTS` guard inserts nothing
+/// when a stream is behind its expected version. Either way the caller learns nothing more than
+/// "not like this" and takes the transaction path, which tells which stream failed and why.
+const APPEND_AT_VERSIONS: &str = "
+INSERT INTO events (event_id, stream, version, event_type, schema_version, org_id, data, metadata)
+SELECT e.event_id, e.stream, e.version, e.event_type, e.schema_version, e.org_id, e.data,
+       e.metadata
+FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::int4[], $6::uuid[], $7::jsonb[],
+            $8::jsonb[])
+     WITH ORDINALITY AS e(event_id, stream, version, event_type, schema_version, org_id, data,
+                          metadata, n)
+WHERE NOT EXISTS (
+    SELECT 1 FROM unnest($9::text[], $10::int8[]) AS f(stream, first)
+    WHERE f.first > 0
+      AND NOT EXISTS (SELECT 1 FROM events WHERE stream = f.stream AND version = f.first - 1)
+)
+ORDER BY e.n
+RETURNING stream, version, transaction_id, global_position";
+
 /// How often an `Any`/`StreamExists` append is retried when a concurrent writer took the
 /// version it computed.
 const MAX_RACES: usize = 64;
@@ -167,12 +188,105 @@ pub(super) async fn append(
     conflict(client, stream, expected, events).await
 }
 
-/// Every append of `appends` in one transaction, one statement each.
+/// Every append of `appends`, all or nothing: in one statement when every version is known in
+/// advance and nothing stands in the way (the common case: new streams, or streams read just
+/// before), otherwise in one transaction, one statement per stream.
 pub(super) async fn append_to_streams(
     client: &mut Object,
     appends: &[StreamAppend],
 ) -> Result<Vec<AppendResult>, StoreError> {
     crate::check_appends(appends)?;
+    if let Some(results) = append_at_versions(client, appends).await? {
+        return Ok(results);
+    }
+    append_in_transaction(client, appends).await
+}
+
+/// [`APPEND_AT_VERSIONS`]: the results, or `None` when the appends must take the transaction
+/// path (a version not known in advance, taken, or not reached).
+async fn append_at_versions(
+    client: &Object,
+    appends: &[StreamAppend],
+) -> Result<Option<Vec<AppendResult>>, StoreError> {
+    let mut firsts = Vec::with_capacity(appends.len());
+    for append in appends {
+        firsts.push(match append.expected {
+            ExpectedVersion::NoStream => 0,
+            ExpectedVersion::Exact(v) => to_i64(v).saturating_add(1),
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => return Ok(None),
+        });
+    }
+    let events = appends.iter().flat_map(|a| a.events.iter());
+    let count = appends.iter().map(|a| a.events.len()).sum::<usize>();
+    let mut streams = Vec::with_capacity(count);
+    let mut versions = Vec::with_capacity(count);
+    for (append, first) in appends.iter().zip(&firsts) {
+        for offset in 0..append.events.len() {
+            streams.push(append.stream.as_str());
+            versions.push(first + offset as i64);
+        }
+    }
+    let ids: Vec<Uuid> = events.clone().map(|e| e.event_id).collect();
+    let types: Vec<&str> = events.clone().map(|e| e.event_type.as_str()).collect();
+    let schema_versions: Vec<i32> = events
+        .clone()
+        .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
+        .collect();
+    let orgs: Vec<Uuid> = events.clone().map(|e| e.org_id).collect();
+    let data: Vec<&Value> = events.clone().map(|e| &e.data).collect();
+    let metadata: Vec<Json<&Metadata>> = events.map(|e| Json(&e.metadata)).collect();
+    let guarded: Vec<&str> = appends.iter().map(|a| a.stream.as_str()).collect();
+    let statement = client
+        .prepare_cached(APPEND_AT_VERSIONS)
+        .await
+        .map_err(pg_error)?;
+    let outcome = client
+        .query(
+            &statement,
+            &[
+                &ids,
+                &streams,
+                &versions,
+                &types,
+                &schema_versions,
+                &orgs,
+                &data,
+                &metadata,
+                &guarded,
+                &firsts,
+            ],
+        )
+        .await;
+    let rows = match outcome {
+        Ok(rows) if rows.len() == count => rows,
+        // Not reached (nothing inserted), or a version or event id taken.
+        Ok(_) => return Ok(None),
+        Err(error) => return taken(error).map(|_| None),
+    };
+    let mut results = Vec::with_capacity(appends.len());
+    for append in appends {
+        let mut last: Option<AppendResult> = None;
+        for row in rows.iter().filter(|r| r.get::<_, &str>(0) == append.stream) {
+            let version = row.try_get::<_, i64>(1).map_err(pg_error)? as u64;
+            if last.is_none_or(|l| version > l.last_version) {
+                last = Some(AppendResult {
+                    last_version: version,
+                    position: position(row, 2, 3)?,
+                });
+            }
+        }
+        results.push(last.ok_or_else(|| {
+            StoreError::Backend(format!("an append to {} returned no row", append.stream))
+        })?);
+    }
+    Ok(Some(results))
+}
+
+/// Every append of `appends` in one transaction, one statement each.
+async fn append_in_transaction(
+    client: &mut Object,
+    appends: &[StreamAppend],
+) -> Result<Vec<AppendResult>, StoreError> {
     let batches: Vec<Batch<'_>> = appends
         .iter()
         .map(|a| Batch::new(&a.stream, a.expected, &a.events))

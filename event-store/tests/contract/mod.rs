@@ -477,6 +477,36 @@ pub async fn multi_stream_appends<S: EventStore>(store: Arc<S>) {
     ));
     assert_eq!(store.stream_version(&user).await.unwrap(), Some(0));
     assert_eq!(store.stream_version(&reservation).await.unwrap(), Some(0));
+
+    // Several events per stream at known versions: each stream's last version and position.
+    let more = vec![
+        StreamAppend::new(&user, ExpectedVersion::Exact(0), vec![event(5), event(6)]),
+        StreamAppend::new(&reservation, ExpectedVersion::Exact(0), vec![event(7)]),
+    ];
+    let results = store.append_to_streams(more).await.unwrap();
+    assert_eq!(results[0].last_version, 2);
+    assert_eq!(results[1].last_version, 1);
+    assert!(
+        results[0].position < results[1].position,
+        "appended in order"
+    );
+    let read = store
+        .read_stream(&user, None, Direction::Forwards, 10)
+        .await
+        .unwrap();
+    assert_eq!(read.last().map(|e| e.position), Some(results[0].position));
+
+    // A stream behind its expected version is named, and nothing is written.
+    let ahead = stream("ahead");
+    let behind = vec![
+        StreamAppend::new(&ahead, ExpectedVersion::NoStream, vec![event(8)]),
+        StreamAppend::new(&user, ExpectedVersion::Exact(5), vec![event(9)]),
+    ];
+    assert!(matches!(
+        store.append_to_streams(behind).await,
+        Err(StoreError::WrongExpectedVersion { stream, actual: Some(2), .. }) if stream == user
+    ));
+    assert_eq!(store.stream_version(&ahead).await.unwrap(), None);
 }
 
 /// All or nothing (backends with `atomic_across_streams`): one failed expectation writes no
