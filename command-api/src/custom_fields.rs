@@ -2,8 +2,9 @@
 //! (`PATCH /api/v1/custom-fields/{key}`) and remove (`DELETE /api/v1/custom-fields/{key}`), all in
 //! the organisation's one definitions stream.
 //!
-//! Contact writes check their values with [`definitions`] and [`check_values`]: the stream is
-//! read, not the read model, so a field defined a moment ago is already enforced.
+//! Contact writes check their values with [`definitions`] and [`check_values`]: the definitions
+//! come from the stream, not the read model, kept in memory until they change ([`cache`]), so a
+//! field defined a moment ago is already enforced.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,10 @@ use uuid::Uuid;
 
 use crate::aggregate;
 use crate::{CommandState, written};
+
+mod cache;
+
+pub use cache::DefinitionsCache;
 
 pub const FIELDS: &str = "/api/v1/custom-fields";
 pub const FIELD: &str = "/api/v1/custom-fields/{key}";
@@ -67,12 +72,13 @@ pub struct FieldWritten {
     pub consistency_token: Option<String>,
 }
 
-/// The organisation's custom field definitions as they are now, read from their stream, for
-/// checking a contact write's values (see [`check_values`]).
-pub async fn definitions(state: &CommandState, org_id: Uuid) -> Result<CustomFields, ApiError> {
-    let (fields, _) =
-        aggregate::load::<CustomFields>(&*state.store, &custom_field::stream(org_id)).await?;
-    Ok(fields)
+/// The organisation's custom field definitions as they are now (the log's, through the
+/// process's [`DefinitionsCache`]), for checking contact values.
+pub async fn definitions(
+    state: &CommandState,
+    org_id: Uuid,
+) -> Result<std::sync::Arc<CustomFields>, ApiError> {
+    state.definitions.get(&*state.store, org_id).await
 }
 
 /// Checks a contact write's custom field `values` (`null` removes a value) against
@@ -129,6 +135,9 @@ async fn execute(
         rejected,
     )
     .await?;
+    if decided.position.is_some() {
+        state.definitions.changed(&state.pool, caller.org_id).await;
+    }
     Ok(decided.position)
 }
 

@@ -46,6 +46,8 @@ pub struct CommandState {
     pub auth: AuthSettings,
     /// Seal personal fields before they are appended, and open them when streams are read.
     pub data_keys: DataKeys,
+    /// The organisations' custom field definitions, which contact writes check values against.
+    pub definitions: custom_fields::DefinitionsCache,
 }
 
 /// The deployment's choices the command side follows.
@@ -103,6 +105,7 @@ impl CommandState {
             sessions: sessions.with_lifetimes(auth.token_lifetimes),
             data_keys: DataKeys::new(pool.clone(), auth.keyring.clone())
                 .flushed_by_log(flushed_by_log),
+            definitions: custom_fields::DefinitionsCache::new(pool.clone()),
             pool,
             auth,
         }

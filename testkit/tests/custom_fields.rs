@@ -355,3 +355,72 @@ async fn definitions_belong_to_their_organisation_and_its_admins() {
         "naming an organisation one is not in"
     );
 }
+
+/// Creates a contact without custom fields on `server` as `who`, answering the status.
+async fn create_plain_contact(
+    server: &service::testing::TestServer,
+    who: &As,
+    org: Uuid,
+    name: &str,
+) -> StatusCode {
+    let As::User(user) = who else {
+        panic!("a user creates the contacts")
+    };
+    server
+        .client
+        .post(server.url("/api/v1/contacts"))
+        .bearer_auth(&user.access_token)
+        .header("X-Org-ID", org.to_string())
+        .json(&json!({ "full_name": name }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn a_new_definition_is_enforced_at_once_here_and_soon_in_every_other_process() {
+    let (stack, admin, org) = setup().await;
+    // A second process over the same database, whose definitions (none yet) are now in memory.
+    let other = stack.server_with_store(stack.store.clone());
+    assert_eq!(
+        create_plain_contact(&other, &admin, org, "Before").await,
+        StatusCode::CREATED
+    );
+
+    let (status, _) = define(
+        &stack,
+        &admin,
+        org,
+        json!({"key": "plan", "label": "Plan", "kind": "text", "required": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Here at once: the definition's own process.
+    let (status, problem) = stack
+        .call(
+            Method::POST,
+            "/api/v1/contacts",
+            &admin,
+            Some(org),
+            Some(json!({"full_name": "Here"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(fields(&problem), ["custom_fields.plan"]);
+    // There as soon as the announcement arrives: well within two seconds, not the entries'
+    // minute-long lifetime.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let status = create_plain_contact(&other, &admin, org, "There").await;
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            break;
+        }
+        assert_eq!(status, StatusCode::CREATED);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other process still accepts contacts without the required field"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
