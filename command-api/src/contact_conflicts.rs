@@ -94,7 +94,9 @@ pub async fn resolve(
                 conflict_id,
                 resolution: ConflictResolution::Kept,
             };
-            execute(&state, &caller, contact_id, command, None).await?.1
+            execute(&state, &caller, contact_id, &[command], None)
+                .await?
+                .1
         }
         "move" => move_identifier(&state, &caller, contact_id, conflict_id).await?,
         _ => {

@@ -256,24 +256,30 @@ pub(crate) async fn load(
     Ok((contact, version))
 }
 
-/// Decides `command` on the contact and appends it with its identifier changes, again when
-/// the contact moved meanwhile. With a `conflict_source`, an identifier another contact holds is
-/// recorded on this contact as an identity conflict (and still answered 409).
+/// Decides `commands` on the contact, one after another, and appends what they decided at once
+/// with its identifier changes, again when the contact moved meanwhile. With a
+/// `conflict_source`, an identifier another contact holds is recorded on this contact as an
+/// identity conflict (and still answered 409).
 pub(crate) async fn execute(
     state: &CommandState,
     caller: &Caller,
     contact_id: Uuid,
-    command: ContactCommand,
+    commands: &[ContactCommand],
     conflict_source: Option<&str>,
 ) -> Result<(Contact, Option<events::Position>), ApiError> {
     let metadata = caller.metadata();
     for _ in 0..MAX_ATTEMPTS {
         let (before, version) = load(state, caller.org_id, contact_id).await?;
-        let decided = before.decide(command.clone()).map_err(rejected)?;
+        let mut after = before.clone();
+        let mut decided = Vec::new();
+        for command in commands {
+            let events = after.decide(command.clone()).map_err(rejected)?;
+            after = events.iter().fold(after, Contact::evolve);
+            decided.extend(events);
+        }
         if decided.is_empty() {
             return Ok((before, None));
         }
-        let after = decided.iter().fold(before.clone(), Contact::evolve);
         let changes = identity_changes(contact_id, &before, &after);
         let events = sealed(state, &decided, caller.org_id, contact_id, &metadata).await?;
         let write = OwnerWrite {
@@ -306,7 +312,7 @@ pub(crate) async fn execute(
                     holder,
                     source: conflict_source.unwrap_or("api").to_owned(),
                 };
-                Box::pin(execute(state, caller, contact_id, record, None)).await?;
+                Box::pin(execute(state, caller, contact_id, &[record], None)).await?;
                 return Err(ApiError::Taken {
                     field: format!("{field} (recorded as identity conflict {conflict_id})"),
                     holder,
@@ -547,9 +553,20 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Staff)?;
     let contact_id = path.into_inner();
-    let body = body.into_inner();
+    let position = update_contact(&state, &caller, contact_id, body.into_inner()).await?;
+    Ok(answer(HttpResponse::Ok(), contact_id, position))
+}
+
+/// Validates `body` and applies it to the contact in one append (staff: the caller's role is
+/// the caller's to check): the endpoint, and imports updating the holder of a duplicate.
+pub(crate) async fn update_contact(
+    state: &CommandState,
+    caller: &Caller,
+    contact_id: Uuid,
+    body: UpdateContact,
+) -> Result<Option<events::Position>, ApiError> {
     let whatsapp = body.whatsapp.as_ref().and_then(|w| w.as_deref());
-    let region = phone_region(&state, caller.org_id, &[whatsapp]).await?;
+    let region = phone_region(state, caller.org_id, &[whatsapp]).await?;
     let mut errors = Vec::new();
     // `Some(None)` clears; `Some(Some(raw))` sets.
     fn change<T>(
@@ -627,7 +644,7 @@ pub async fn update(
             .collect::<BTreeSet<_>>(),
     };
     if !body.custom_fields.is_empty() {
-        let definitions = crate::custom_fields::definitions(&state, caller.org_id).await?;
+        let definitions = crate::custom_fields::definitions(state, caller.org_id).await?;
         crate::custom_fields::check_values(&definitions, &body.custom_fields, false, &mut errors);
     }
     let add_tags = parse_tags("add_tags", &body.add_tags, &mut errors);
@@ -652,12 +669,8 @@ pub async fn update(
             instagram_opt_in: body.instagram_opt_in,
         });
     }
-    let mut position = None;
-    for command in commands {
-        let (_, written) = execute(&state, &caller, contact_id, command, Some("api")).await?;
-        position = written.or(position);
-    }
-    Ok(answer(HttpResponse::Ok(), contact_id, position))
+    let (_, position) = execute(state, caller, contact_id, &commands, Some("api")).await?;
+    Ok(position)
 }
 
 /// Change a contact's status, with the reason kept in its history (staff).
@@ -696,7 +709,7 @@ pub async fn change_status(
         .map_err(|e| ApiError::validation("reason", e.to_string()))?;
     let contact_id = path.into_inner();
     let command = ContactCommand::ChangeStatus { to, reason };
-    let (_, position) = execute(&state, &caller, contact_id, command, None).await?;
+    let (_, position) = execute(&state, &caller, contact_id, &[command], None).await?;
     Ok(answer(HttpResponse::Ok(), contact_id, position))
 }
 
@@ -729,13 +742,13 @@ pub async fn delete(
     let contact_id = path.into_inner();
     if !query.erase.unwrap_or(false) {
         let (_, position) =
-            execute(&state, &caller, contact_id, ContactCommand::Delete, None).await?;
+            execute(&state, &caller, contact_id, &[ContactCommand::Delete], None).await?;
         return Ok(answer(HttpResponse::Ok(), contact_id, position));
     }
     // The erasure is recorded (and its identifiers released) first, then the key destroyed: a
     // failure in between is finished by the retry, which finds the event and destroys the key.
     let (erased, mut position) =
-        execute(&state, &caller, contact_id, ContactCommand::Erase, None).await?;
+        execute(&state, &caller, contact_id, &[ContactCommand::Erase], None).await?;
     state
         .data_keys
         .erase(contact_id)
@@ -743,7 +756,8 @@ pub async fn delete(
         .map_err(|e| keys_error(e, "erasing a data key"))?;
     // Contacts merged into this one are the same person, and their data is in here too.
     for merged in erased.absorbed.keys() {
-        let (_, written) = execute(&state, &caller, *merged, ContactCommand::Erase, None).await?;
+        let (_, written) =
+            execute(&state, &caller, *merged, &[ContactCommand::Erase], None).await?;
         position = written.or(position);
         state
             .data_keys
@@ -779,6 +793,13 @@ pub async fn restore(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
     let contact_id = path.into_inner();
-    let (_, position) = execute(&state, &caller, contact_id, ContactCommand::Restore, None).await?;
+    let (_, position) = execute(
+        &state,
+        &caller,
+        contact_id,
+        &[ContactCommand::Restore],
+        None,
+    )
+    .await?;
     Ok(answer(HttpResponse::Ok(), contact_id, position))
 }

@@ -237,25 +237,13 @@ impl RowContext {
                 ..Report::new(row, Outcome::SkippedDuplicate, Some(holder))
             });
         }
-        let answer = contacts::update(
-            self.state.clone(),
-            self.caller.clone(),
-            web::Path::from(holder),
-            web::Json(update_of(input)),
-        )
-        .await;
+        let answer =
+            contacts::update_contact(&self.state, &self.caller, holder, update_of(input)).await;
         match answer {
-            Ok(response) => {
-                let position = response
-                    .headers()
-                    .get(crate::CONSISTENCY_TOKEN_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok());
-                Ok(Report {
-                    position,
-                    ..Report::new(row, Outcome::Updated, Some(holder))
-                })
-            }
+            Ok(position) => Ok(Report {
+                position,
+                ..Report::new(row, Outcome::Updated, Some(holder))
+            }),
             Err(ApiError::Taken {
                 field: other_field,
                 holder: other,
