@@ -26,6 +26,8 @@ pub const CONCURRENCY: usize = 16;
 pub const CHUNK: usize = 250;
 /// How often the worker looks for jobs when no notification wakes it.
 const POLL: Duration = Duration::from_secs(5);
+/// How long a job interrupted after some progress waits before it resumes.
+const RESUME_DELAY: Duration = Duration::from_secs(1);
 
 /// How a run of a job ended.
 enum Ended {
@@ -140,7 +142,8 @@ async fn run_next(
     }
     tracing::info!(import_id = %job.import_id, org_id = %job.org_id, attempt = job.attempts, dry_run = job.dry_run, "running a contact import");
     let started = std::time::Instant::now();
-    match run_job(state, &job, stop).await {
+    let mut progressed = false;
+    match run_job(state, &job, stop, &mut progressed).await {
         Ok(Ended::Done) => {
             job::finish(pool, &job).await?;
             let seconds = started.elapsed().as_secs_f64();
@@ -149,6 +152,12 @@ async fn run_next(
         Ok(Ended::Stopped) => job::release(pool, &job, Duration::ZERO, false).await?,
         Ok(Ended::Lost) => {
             tracing::warn!(import_id = %job.import_id, "contact import taken over by another run");
+        }
+        // A run that got rows done before it was interrupted is not a failed attempt: a large
+        // file on a busy database goes on until it is through.
+        Err(RunError::Unavailable(error)) if progressed => {
+            tracing::warn!(import_id = %job.import_id, %error, "contact import interrupted; resuming");
+            job::release(pool, &job, RESUME_DELAY, false).await?;
         }
         Err(RunError::Unavailable(error)) => {
             let delay = Duration::from_secs(5 * 2u64.pow(job.attempts.clamp(1, 6) as u32 - 1));
@@ -170,10 +179,12 @@ struct Prepared {
     checked: Vec<Checked>,
 }
 
+/// Runs `job`; `progressed` turns true once some of its rows are recorded.
 async fn run_job(
     state: &web::Data<CommandState>,
     job: &Claimed,
     stop: &watch::Receiver<bool>,
+    progressed: &mut bool,
 ) -> Result<Ended, RunError> {
     let region = crate::contacts::default_phone_region(&state.pool, job.org_id).await?;
     let definitions = crate::custom_fields::definitions(state, job.org_id)
@@ -217,7 +228,7 @@ async fn run_job(
     if job.dry_run {
         dry_run(&ctx, job, &prepared, stop).await
     } else {
-        import(&ctx, job, &prepared, stop).await
+        import(&ctx, job, &prepared, stop, progressed).await
     }
 }
 
@@ -226,6 +237,7 @@ async fn import(
     job: &Claimed,
     prepared: &Arc<Prepared>,
     stop: &watch::Receiver<bool>,
+    progressed: &mut bool,
 ) -> Result<Ended, RunError> {
     let pool = &ctx.state.pool;
     let done = job::reported(pool, job.import_id).await?;
@@ -240,11 +252,13 @@ async fn import(
     }
     let mut written = job.written;
     for wave in by_wave {
-        // Each row's future owns what it uses, so the futures are `'static` (and the job `Send`).
+        // Each row runs as a task of its own, owning what it uses: rows in flight go on (and
+        // give their connections back) while a chunk's progress is recorded, which needs a
+        // connection from the same pool.
         let rows = wave.into_iter().map(|index| {
             let ctx = ctx.clone();
             let prepared = prepared.clone();
-            async move {
+            tokio::spawn(async move {
                 let row = prepared.rows.get(index);
                 let input = prepared.inputs.get(index);
                 let checked = prepared.checked.get(index);
@@ -254,7 +268,7 @@ async fn import(
                     }
                     _ => Ok(None),
                 }
-            }
+            })
         });
         let mut results = futures::stream::iter(rows)
             .buffer_unordered(CONCURRENCY)
@@ -264,8 +278,11 @@ async fn import(
             let mut unavailable = None;
             for result in results {
                 match result {
-                    Ok(report) => reports.extend(report),
-                    Err(error) => unavailable = Some(error.0),
+                    Ok(Ok(report)) => reports.extend(report),
+                    Ok(Err(error)) => unavailable = Some(error.0),
+                    Err(panicked) => {
+                        return Err(RunError::Broken(format!("importing a row: {panicked}")));
+                    }
                 }
             }
             written = reports
@@ -276,6 +293,7 @@ async fn import(
             if !job::record(pool, job, &reports, written).await? {
                 return Ok(Ended::Lost);
             }
+            *progressed |= !reports.is_empty();
             if let Some(error) = unavailable {
                 return Err(RunError::Unavailable(error));
             }
