@@ -1,9 +1,11 @@
-//! `bench contacts`: the contacts' three figures, each against a baseline of the same run.
-//! Creating contacts over HTTP (`POST /api/v1/contacts` on a `corbi up` child) against pgbench
-//! inserting contact rows; rebuilding the contacts projection (`corbi replay contacts`) against a
-//! `COPY` of the same events; and searching a read model of two million contacts against looking
-//! one up by id (in `search`).
+//! `bench contacts`: the contacts' figures, against a baseline of the same run where there is
+//! one. Creating contacts over HTTP (`POST /api/v1/contacts` on a `corbi up` child) against
+//! pgbench inserting contact rows; rebuilding the contacts projection (`corbi replay contacts`)
+//! against a `COPY` of the same events; searching a read model of two million contacts against
+//! looking one up by id (in `search`); and importing a CSV file of 100,000 contacts until all are
+//! queryable, in a database of its own (in `import`).
 
+mod import;
 mod names;
 mod search;
 
@@ -65,6 +67,12 @@ pub struct Args {
     /// The phone prefix searched for.
     #[arg(long, default_value = "+35191")]
     pub phone_prefix: String,
+    /// Rows of the imported CSV file (at most 100,000, the server's limit); 0 skips the import.
+    #[arg(long, default_value_t = 100_000)]
+    pub import_rows: u64,
+    /// Only the import (no pgbench, creations, replay or searches).
+    #[arg(long)]
+    pub import_only: bool,
     /// The pgbench binary.
     #[arg(long, env = "PGBENCH", default_value = "pgbench")]
     pub pgbench: PathBuf,
@@ -77,6 +85,7 @@ pub fn context(args: &Args, server_version: &str) -> Value {
         "connections": args.connections,
         "seconds": args.seconds,
         "search_contacts": 2 * args.search_contacts,
+        "import_rows": args.import_rows,
     })
 }
 
@@ -93,7 +102,19 @@ pub async fn run(database: &BenchDatabase, args: &Args) -> anyhow::Result<Vec<Fi
         args.search_contacts >= 100,
         "--search-contacts must be at least 100"
     );
+    anyhow::ensure!(
+        args.import_rows <= import::MAX_ROWS,
+        "--import-rows must be at most {} (the most one import takes)",
+        import::MAX_ROWS
+    );
     let corbi = corbi_binary()?;
+    if args.import_only {
+        anyhow::ensure!(
+            args.import_rows > 0,
+            "--import-only needs --import-rows > 0"
+        );
+        return import::run(&corbi, database, args, None).await;
+    }
     let client = db::connect(&database.url).await?;
 
     // The baseline first, before the server exists.
@@ -137,6 +158,7 @@ pub async fn run(database: &BenchDatabase, args: &Args) -> anyhow::Result<Vec<Fi
     server.stop().await;
 
     let connections = args.connections;
+    let creation_rate = created.requests_per_second();
     let mut figures = vec![
         created
             .rate(
@@ -155,6 +177,15 @@ pub async fn run(database: &BenchDatabase, args: &Args) -> anyhow::Result<Vec<Fi
 
     let searched = search::run(&corbi, database, &client, &admin, authorization, args).await?;
     figures.extend(searched);
+
+    if args.import_rows > 0 {
+        // Its own log and read model: the replay and the searches above saw none of its contacts.
+        let imported = BenchDatabase::run(database.server_url(), async |own| {
+            import::run(&corbi, own, args, Some(creation_rate)).await
+        })
+        .await?;
+        figures.extend(imported);
+    }
     Ok(figures)
 }
 

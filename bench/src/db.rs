@@ -50,6 +50,11 @@ impl BenchDatabase {
         }
     }
 
+    /// The server's URL (`DATABASE_URL`), to create another database beside this one.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
     /// Runs `body` against the database, then drops it whatever happened (also on Ctrl-C).
     pub async fn run<T>(
         server_url: &str,

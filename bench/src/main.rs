@@ -43,8 +43,9 @@ enum Command {
     /// Authenticated GET /api/v1/me against GET /health on a `corbi up` child, and sign-ins per
     /// second on one core.
     Access(access::Args),
-    /// Contact creations over HTTP against pgbench inserts, the contacts replay against COPY, and
-    /// searches of two million contacts against lookups by id, on a `corbi up` child.
+    /// Contact creations over HTTP against pgbench inserts, the contacts replay against COPY,
+    /// searches of two million contacts against lookups by id, and a 100,000-row CSV import until
+    /// all are queryable, on `corbi up` children.
     Contacts(contacts::Args),
     /// (internal) Replays event_stats in the database at --database-url and reports peak memory.
     #[command(hide = true)]

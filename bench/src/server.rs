@@ -74,6 +74,11 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// The process id of `corbi up`, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The client of the setup requests.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
