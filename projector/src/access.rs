@@ -97,7 +97,6 @@ impl Projection for Access {
                  joined_at     timestamptz NOT NULL,
                  PRIMARY KEY (org_id, user_id)
              );
-             CREATE INDEX ON {memberships} (user_id, org_id);
              CREATE TABLE {invitations} (
                  org_id        uuid NOT NULL,
                  invitation_id uuid NOT NULL,
@@ -121,7 +120,18 @@ impl Projection for Access {
                  created_by  jsonb NOT NULL,
                  created_at  timestamptz NOT NULL,
                  revoked_at  timestamptz
-             );
+             )"
+        )))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_indexes(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+        let memberships = table(MEMBERSHIPS, generation);
+        let api_keys = table(API_KEYS, generation);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE INDEX ON {memberships} (user_id, org_id);
              CREATE INDEX ON {api_keys} (org_id, created_at);"
         )))
         .execute(conn)

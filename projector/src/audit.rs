@@ -47,8 +47,17 @@ impl Projection for Audit {
                  user_agent  text,
                  data        jsonb NOT NULL,
                  recorded_at timestamptz NOT NULL
-             );
-             CREATE INDEX ON {table} (org_id, seq);
+             )"
+        )))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_indexes(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+        let table = table(VIEW, generation);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE INDEX ON {table} (org_id, seq);
              CREATE INDEX ON {table} (org_id, actor_id, seq);
              CREATE INDEX ON {table} (org_id, event_type, seq);
              CREATE INDEX ON {table} (org_id, recorded_at);"

@@ -2,16 +2,19 @@
 //! and identifier (`rm_contacts`), and every event about each contact (`rm_contact_timeline`).
 //!
 //! Personal fields arrive sealed; the projection opens them with the contact's data key, read in
-//! its own transaction. Once a contact is erased its key is gone, so its rows lose their personal
-//! data now, and a replay never sees it again.
+//! the batch's transaction (or just before it, when a replay prepares the batch). Once a contact
+//! is erased its key is gone, so its rows lose their personal data now, and a replay never sees
+//! it again.
 //!
 //! A batch's new contacts and timeline rows are held and written together, one statement per
 //! table (`pending`); the rarer changes run as they come, once what they touch is written.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use event_store::data_keys::DataKeys;
 use events::contact::{ContactEvent, Moved};
-use events::personal::Personal;
+use events::personal::{self, Personal};
 use events::{RecordedEvent, TypedEvent, Upcasters};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, PgConnection};
@@ -95,10 +98,6 @@ impl Projection for Contacts {
                      coalesce(instagram_scoped_id, '') || ' ' || coalesce(instagram_user_id, '')
                  )) STORED
              );
-             CREATE INDEX ON {contacts} (org_id, created_at DESC, contact_id DESC);
-             CREATE INDEX ON {contacts} (org_id, lower(full_name), contact_id);
-             CREATE INDEX ON {contacts} USING gin (search gin_trgm_ops);
-             CREATE INDEX ON {contacts} USING gin (tags);
              CREATE TABLE {timeline} (
                  seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                  org_id      uuid NOT NULL,
@@ -113,6 +112,8 @@ impl Projection for Contacts {
                  actor_id    text,
                  recorded_at timestamptz NOT NULL
              );
+             -- Here rather than in `create_indexes`: merges move a contact's timeline rows by
+             -- it, during a replay too.
              CREATE INDEX ON {timeline} (org_id, contact_id, seq);
              CREATE TABLE {conflicts} (
                  conflict_id uuid PRIMARY KEY,
@@ -127,12 +128,39 @@ impl Projection for Contacts {
                  recorded_at timestamptz NOT NULL,
                  resolution  text,
                  resolved_at timestamptz
-             );
+             );"
+        )))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_indexes(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+        let contacts = table(CONTACTS, generation);
+        let conflicts = table(CONFLICTS, generation);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE INDEX ON {contacts} (org_id, created_at DESC, contact_id DESC);
+             CREATE INDEX ON {contacts} (org_id, lower(full_name), contact_id);
+             CREATE INDEX ON {contacts} USING gin (search gin_trgm_ops);
+             CREATE INDEX ON {contacts} USING gin (tags);
              CREATE INDEX ON {conflicts} (org_id, recorded_at DESC, conflict_id);"
         )))
         .execute(conn)
         .await?;
         Ok(())
+    }
+
+    async fn prepare(&self, mut events: Vec<RecordedEvent>) -> anyhow::Result<Vec<RecordedEvent>> {
+        // The keys are read outside the batch's transaction, which is safe: an erasure is
+        // recorded in the log before its key is destroyed, so whatever a key opens here is
+        // followed by the `ContactErased` that wipes it. In a task of its own, so that it runs
+        // beside the batch being applied instead of taking turns with it.
+        let keys = self.keys.clone();
+        tokio::spawn(async move {
+            keys.open_all(&mut events).await?;
+            Ok(events)
+        })
+        .await?
     }
 
     async fn apply(
@@ -141,8 +169,16 @@ impl Projection for Contacts {
         generation: i32,
         events: &[RecordedEvent],
     ) -> anyhow::Result<()> {
-        let mut opened = events.to_vec();
-        self.keys.open_events(&mut *conn, &mut opened).await?;
+        // A replay's batches come prepared; the live projector's are opened here, with keys read
+        // in the batch's transaction.
+        let opened: Cow<'_, [RecordedEvent]> =
+            if events.iter().any(|event| personal::has_sealed(&event.data)) {
+                let mut opened = events.to_vec();
+                self.keys.open_events(&mut *conn, &mut opened).await?;
+                Cow::Owned(opened)
+            } else {
+                Cow::Borrowed(events)
+            };
         let upcasters = Upcasters::default();
         let tables = Tables {
             contacts: table(CONTACTS, generation),
@@ -150,7 +186,7 @@ impl Projection for Contacts {
             conflicts: table(CONFLICTS, generation),
         };
         let mut pending = Pending::default();
-        for event in &opened {
+        for event in opened.iter() {
             let Some(contact_event) = ContactEvent::decode(event, &upcasters)? else {
                 continue;
             };

@@ -45,8 +45,17 @@ impl Projection for CustomFields {
                  created_at    timestamptz NOT NULL,
                  updated_at    timestamptz NOT NULL,
                  PRIMARY KEY (org_id, key)
-             );
-             CREATE INDEX ON {table} (org_id, display_order, key);"
+             )"
+        )))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_indexes(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+        let table = table(VIEW, generation);
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE INDEX ON {table} (org_id, display_order, key)"
         )))
         .execute(conn)
         .await?;

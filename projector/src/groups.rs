@@ -51,14 +51,24 @@ impl Projection for Groups {
                  deleted      boolean NOT NULL DEFAULT false,
                  PRIMARY KEY (org_id, group_id)
              );
-             CREATE INDEX ON {groups} (org_id, lower(name), group_id) WHERE NOT deleted;
              CREATE TABLE {members} (
                  org_id     uuid NOT NULL,
                  group_id   uuid NOT NULL,
                  contact_id uuid NOT NULL,
                  added_at   timestamptz NOT NULL,
                  PRIMARY KEY (org_id, group_id, contact_id)
-             );
+             )"
+        )))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_indexes(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+        let groups = table(GROUPS, generation);
+        let members = table(MEMBERS, generation);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE INDEX ON {groups} (org_id, lower(name), group_id) WHERE NOT deleted;
              CREATE INDEX ON {members} (org_id, group_id, added_at DESC, contact_id DESC);
              CREATE INDEX ON {members} (org_id, contact_id);"
         )))

@@ -51,8 +51,29 @@ pub trait Projection: Send + Sync + 'static {
     /// The reader views it owns, each backed by a `<view>_g<generation>` table.
     fn views(&self) -> &'static [&'static str];
 
-    /// Creates the (empty) tables of `generation`.
+    /// Creates the (empty) tables of `generation`, with the keys and unique constraints that
+    /// [`Self::apply`] relies on; secondary indexes go in [`Self::create_indexes`].
     async fn create(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()>;
+
+    /// Creates the secondary indexes of `generation`'s tables, which readers query by. A replay
+    /// calls it once the generation has caught up and before readers switch to it: one index
+    /// build over the loaded rows costs a fraction of maintaining the index row by row through
+    /// the rebuild (a trigram index most of all).
+    async fn create_indexes(
+        &self,
+        _conn: &mut PgConnection,
+        _generation: i32,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Readies `events` (already filtered to [`Self::handles`], in log order) for
+    /// [`Self::apply`] outside any transaction, e.g. by opening their personal data. A replay
+    /// prepares the next batch while it applies this one; [`Self::apply`] must still take events
+    /// that were not prepared.
+    async fn prepare(&self, events: Vec<RecordedEvent>) -> anyhow::Result<Vec<RecordedEvent>> {
+        Ok(events)
+    }
 
     /// Applies `events` (already filtered to [`Self::handles`], in log order) to `generation`.
     async fn apply(

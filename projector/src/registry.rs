@@ -121,7 +121,8 @@ pub(crate) async fn advance_checkpoint(
 }
 
 /// Creates the empty tables and the checkpoint of a new generation, dropping whatever an
-/// interrupted earlier attempt left behind.
+/// interrupted earlier attempt left behind. Its secondary indexes come once it has caught up
+/// (`Projection::create_indexes`), before [`expose`].
 pub(crate) async fn create_generation(
     conn: &mut PgConnection,
     projection: &dyn Projection,

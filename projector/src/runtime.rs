@@ -152,41 +152,70 @@ async fn lead<S: EventStore + ?Sized>(
             }
             continue;
         }
+        let batch = Batch::of(projection.handles(), batch);
+        let applied = batch.read;
+        if batch.events.is_empty() {
+            // Nothing to write but the checkpoint: one statement, no transaction. Moving a
+            // generation that was just replaced harms nobody, and the next batch with events
+            // notices the switch.
+            checkpoint = apply_batch(&mut conn, projection, generation, checkpoint, batch).await?;
+            metrics_applied(projection.name(), applied);
+            continue;
+        }
         let mut tx = conn.begin().await?;
         let live = registry::registered(&mut tx, projection.name(), RowLock::Share).await?;
         if live.map(|r| r.generation) != Some(generation) {
             return Ok(Lead::Switched);
         }
-        let applied = batch.len();
         checkpoint = apply_batch(&mut tx, projection, generation, checkpoint, batch).await?;
         tx.commit().await?;
         metrics_applied(projection.name(), applied);
     }
 }
 
-/// Applies the events of `batch` that the projection handles and moves its checkpoint from
-/// `from` to the batch's last position, inside the caller's transaction.
+/// A batch read from the log, down to the events a projection handles, and where it ends.
+pub(crate) struct Batch {
+    pub events: Vec<RecordedEvent>,
+    /// The position of the batch's last event, handled or not; `None` for an empty read.
+    pub last: Option<Position>,
+    /// How many events were read, handled or not.
+    pub read: usize,
+}
+
+impl Batch {
+    /// The events of `read` that a projection which `handles` these types reads (all when
+    /// empty), in log order.
+    pub(crate) fn of(handles: &[&str], read: Vec<RecordedEvent>) -> Batch {
+        let (last, count) = (read.last().map(|e| e.position), read.len());
+        let events = if handles.is_empty() {
+            read
+        } else {
+            read.into_iter()
+                .filter(|e| handles.contains(&e.event_type.as_str()))
+                .collect()
+        };
+        Batch {
+            events,
+            last,
+            read: count,
+        }
+    }
+}
+
+/// Applies the events of `batch` and moves the projection's checkpoint from `from` to the
+/// batch's last position, inside the caller's transaction.
 pub(crate) async fn apply_batch(
     conn: &mut PgConnection,
     projection: &dyn Projection,
     generation: i32,
     from: Position,
-    batch: Vec<RecordedEvent>,
+    batch: Batch,
 ) -> anyhow::Result<Position> {
-    let Some(last) = batch.last().map(|e| e.position) else {
+    let Some(last) = batch.last else {
         return Ok(from);
     };
-    let handles = projection.handles();
-    let relevant: Vec<RecordedEvent> = if handles.is_empty() {
-        batch
-    } else {
-        batch
-            .into_iter()
-            .filter(|e| handles.contains(&e.event_type.as_str()))
-            .collect()
-    };
-    if !relevant.is_empty() {
-        projection.apply(conn, generation, &relevant).await?;
+    if !batch.events.is_empty() {
+        projection.apply(conn, generation, &batch.events).await?;
     }
     let name = checkpoint_name(projection.name(), generation);
     registry::advance_checkpoint(conn, &name, from, last).await?;

@@ -1,10 +1,11 @@
 //! The projector runtime against real Postgres: exactly-once application, one leader per
-//! projection, skipped event types, failure atomicity and zero-downtime replays.
+//! projection, skipped event types, failure atomicity, zero-downtime replays, and secondary
+//! indexes built once a replay has caught up.
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -343,4 +344,158 @@ async fn a_new_code_version_rebuilds_the_model() {
     );
     h.shutdown.send_replace(true);
     v2.await.unwrap();
+}
+
+/// Counts `Counted` events into `rm_indexed` with an index on `n` built by `create_indexes`,
+/// which also appends one event, as writers may while a replay builds its indexes. Each batch
+/// notes whether its events were prepared and how many indexes its table had.
+struct Indexed {
+    store: Arc<PgEventStore>,
+    org: Uuid,
+    appended: AtomicBool,
+    batches: Mutex<Vec<(bool, i64)>>,
+}
+
+impl Indexed {
+    fn new(h: &Harness, org: Uuid) -> Indexed {
+        Indexed {
+            store: h.store.clone(),
+            org,
+            appended: AtomicBool::new(false),
+            batches: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+async fn indexes(conn: &mut PgConnection, table: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE tablename = $1 ORDER BY 1")
+        .bind(table)
+        .fetch_all(conn)
+        .await
+        .unwrap()
+}
+
+#[async_trait]
+impl Projection for Indexed {
+    fn name(&self) -> &'static str {
+        "indexed"
+    }
+    fn version(&self) -> i32 {
+        1
+    }
+    fn handles(&self) -> &'static [&'static str] {
+        &["Counted"]
+    }
+    fn views(&self) -> &'static [&'static str] {
+        &["rm_indexed"]
+    }
+    async fn create(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TABLE rm_indexed_g{generation} (event_id uuid PRIMARY KEY, n int NOT NULL)"
+        )))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+    async fn create_indexes(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE INDEX ON rm_indexed_g{generation} (n)"
+        )))
+        .execute(conn)
+        .await?;
+        if !self.appended.swap(true, Ordering::SeqCst) {
+            self.store
+                .append(
+                    "counted-1",
+                    ExpectedVersion::Any,
+                    vec![NewEvent::new(self.org, "Counted", json!({ "n": -1 }))],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+    async fn prepare(&self, mut events: Vec<RecordedEvent>) -> anyhow::Result<Vec<RecordedEvent>> {
+        for event in &mut events {
+            event.data["prepared"] = json!(true);
+        }
+        Ok(events)
+    }
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        generation: i32,
+        events: &[RecordedEvent],
+    ) -> anyhow::Result<()> {
+        let table = format!("rm_indexed_g{generation}");
+        let seen = indexes(&mut *conn, &table).await.len() as i64;
+        let prepared = events.iter().all(|e| e.data["prepared"] == true);
+        self.batches.lock().unwrap().push((prepared, seen));
+        for event in events {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {table} VALUES ($1, $2)"
+            )))
+            .bind(event.event_id)
+            .bind(event.data["n"].as_i64().unwrap() as i32)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_builds_indexes_once_caught_up_and_applies_what_came_meanwhile() {
+    let h = harness().await;
+    let org = Uuid::new_v4();
+    h.append(org, "counted-1", 30).await;
+    let indexed = Indexed::new(&h, org);
+    let replayed = projector::replay(
+        h.store.clone(),
+        h.db.pool.clone(),
+        &indexed,
+        Progress::Quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(replayed.generation, 1);
+
+    // The log's rows went in before the index, the event appended meanwhile after it; every
+    // batch was prepared first.
+    let batches = indexed.batches.lock().unwrap().clone();
+    assert_eq!(batches, vec![(true, 1), (true, 2)]);
+    let mut conn = h.db.pool.acquire().await.unwrap();
+    assert_eq!(
+        indexes(&mut conn, "rm_indexed_g1").await,
+        vec!["rm_indexed_g1_n_idx", "rm_indexed_g1_pkey"]
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM rm_indexed")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows, 31,
+        "readers switched to a generation that has caught up"
+    );
+    let head = h.store.head().await.unwrap();
+    assert_eq!(
+        projector::status(&h.db.pool).await.unwrap()[0].checkpoint,
+        head
+    );
+}
+
+/// The live projector builds a projection it finds unregistered by a replay, indexes included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_projector_builds_a_new_model_with_its_indexes() {
+    let h = harness().await;
+    let org = Uuid::new_v4();
+    h.append(org, "counted-1", 5).await;
+    let live = h.start(Arc::new(Indexed::new(&h, org)));
+    h.caught_up("indexed").await;
+    let mut conn = h.db.pool.acquire().await.unwrap();
+    assert_eq!(
+        indexes(&mut conn, "rm_indexed_g1").await,
+        vec!["rm_indexed_g1_n_idx", "rm_indexed_g1_pkey"]
+    );
+    h.shutdown.send_replace(true);
+    live.await.unwrap();
 }
