@@ -103,6 +103,7 @@ impl TestStack {
         let (stop, stopped) = watch::channel(false);
         let keys = DataKeys::new(db.pool.clone(), Arc::new(Keyring::development()));
         let projections = options.projections.unwrap_or_else(|| projector::all(&keys));
+        let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
         tokio::spawn(projector::run(
             store.clone(),
             db.pool.clone(),
@@ -110,6 +111,7 @@ impl TestStack {
             projector::ProjectorConfig::default(),
             stopped,
         ));
+        exposed(&db, &names).await;
         let readiness = Readiness::new();
         readiness.register("event_store", command_api::event_store_check(store.clone()));
         readiness.register("read_db", postgres_check(db.pool.clone()));
@@ -294,5 +296,26 @@ fn user_from(email: &str, tokens: &Value) -> User {
         email: email.to_owned(),
         access_token: tokens["access_token"].as_str().unwrap().to_owned(),
         refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Waits until every projection of `names` has a generation readers see, as a deployment's
+/// readiness check does before it takes traffic: a test's first read must not find a read
+/// model still being created.
+async fn exposed(db: &schema::testing::TestDatabase, names: &[&str]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let statuses = projector::status(&db.pool).await.unwrap_or_default();
+        if names
+            .iter()
+            .all(|name| statuses.iter().any(|s| s.name == *name))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the read models were not created within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
