@@ -75,19 +75,6 @@ struct Filters {
     limit: i64,
 }
 
-fn time(field: &str, value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
-    let text = value?;
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            errors.push(FieldError::new(
-                field,
-                "must be an RFC 3339 time, e.g. 2026-01-31T09:00:00Z",
-            ));
-        })
-        .ok()
-}
-
 impl AuditQuery {
     fn validate(&self) -> Result<Filters, ApiError> {
         let mut errors = Vec::new();
@@ -112,8 +99,8 @@ impl AuditQuery {
                 "must be user, api_key, provider or system",
             ));
         }
-        let from = time("from", self.from.as_deref(), &mut errors);
-        let to = time("to", self.to.as_deref(), &mut errors);
+        let from = page::time("from", self.from.as_deref(), &mut errors);
+        let to = page::time("to", self.to.as_deref(), &mut errors);
         let limit = page::limit(self.limit).map_err(|e| {
             if let ApiError::Validation { errors: more } = e {
                 errors.extend(more);

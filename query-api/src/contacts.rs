@@ -96,29 +96,6 @@ pub(crate) struct Filters {
     limit: i64,
 }
 
-fn time(field: &str, value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
-    let text = value?;
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            errors.push(FieldError::new(
-                field,
-                "must be an RFC 3339 time, e.g. 2026-01-31T09:00:00Z",
-            ));
-        })
-        .ok()
-}
-
-/// `q` as a LIKE pattern matching it anywhere, with LIKE's own wildcards taken literally.
-fn contains_pattern(q: &str) -> String {
-    let escaped = q
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
-}
-
 impl ContactQuery {
     pub(crate) fn validate(&self) -> Result<Filters, ApiError> {
         let mut errors = Vec::new();
@@ -128,7 +105,7 @@ impl ContactQuery {
                 errors.push(FieldError::new("q", "must be at most 200 characters"));
                 None
             }
-            Some(q) => Some(contains_pattern(q)),
+            Some(q) => Some(page::contains_pattern(q)),
         };
         let status = self.status.clone();
         if let Some(s) = &status
@@ -155,8 +132,8 @@ impl ContactQuery {
                     None
                 })
         });
-        let created_from = time("created_from", self.created_from.as_deref(), &mut errors);
-        let created_to = time("created_to", self.created_to.as_deref(), &mut errors);
+        let created_from = page::time("created_from", self.created_from.as_deref(), &mut errors);
+        let created_to = page::time("created_to", self.created_to.as_deref(), &mut errors);
         let sort = match self.sort.as_deref() {
             None | Some("recent") => Sort::Recent,
             Some("name") => Sort::Name,
@@ -178,13 +155,7 @@ impl ContactQuery {
                 }
             },
         };
-        let limit = page::limit(self.limit).unwrap_or_else(|_| {
-            errors.push(FieldError::new(
-                "limit",
-                format!("must be between 1 and {}", page::MAX_LIMIT),
-            ));
-            page::DEFAULT_LIMIT
-        });
+        let limit = page::checked_limit(self.limit, &mut errors);
         if !errors.is_empty() {
             return Err(ApiError::Validation { errors });
         }
@@ -439,7 +410,7 @@ pub async fn detail(
     caller.require(Role::Viewer)?;
     if let Some(raw) = query.as_of.as_deref() {
         let mut errors = Vec::new();
-        let Some(as_of) = time("as_of", Some(raw), &mut errors) else {
+        let Some(as_of) = page::time("as_of", Some(raw), &mut errors) else {
             return Err(ApiError::Validation { errors });
         };
         let contact = as_of_contact(&state, caller.org_id, path.into_inner(), as_of).await?;

@@ -67,26 +67,6 @@ fn decode_cursor<T: DeserializeOwned>(
     cursor
 }
 
-fn checked_limit(requested: Option<i64>, errors: &mut Vec<FieldError>) -> i64 {
-    page::limit(requested).unwrap_or_else(|_| {
-        errors.push(FieldError::new(
-            "limit",
-            format!("must be between 1 and {}", page::MAX_LIMIT),
-        ));
-        page::DEFAULT_LIMIT
-    })
-}
-
-/// `q` as a LIKE pattern matching it anywhere, with LIKE's own wildcards taken literally.
-fn contains_pattern(q: &str) -> String {
-    let escaped = q
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct NameCursor {
     name: String,
@@ -185,10 +165,10 @@ pub async fn list(
             errors.push(FieldError::new("q", "must be at most 100 characters"));
             None
         }
-        Some(q) => Some(contains_pattern(q)),
+        Some(q) => Some(page::contains_pattern(q)),
     };
     let after: Option<NameCursor> = decode_cursor(query.after.as_deref(), &mut errors);
-    let limit = checked_limit(query.limit, &mut errors);
+    let limit = page::checked_limit(query.limit, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation { errors });
     }
@@ -298,7 +278,7 @@ pub async fn members(
     caller.require(Role::Viewer)?;
     let mut errors = Vec::new();
     let after: Option<AddedCursor> = decode_cursor(query.after.as_deref(), &mut errors);
-    let limit = checked_limit(query.limit, &mut errors);
+    let limit = page::checked_limit(query.limit, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation { errors });
     }

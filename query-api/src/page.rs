@@ -1,6 +1,7 @@
-//! Cursor pagination (`?after=&limit=`) shared by the lists.
+//! Cursor pagination (`?after=&limit=`) and the other query parameters the lists share.
 
-use service::ApiError;
+use chrono::{DateTime, Utc};
+use service::{ApiError, FieldError};
 
 /// Items per page when the request does not say.
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -52,4 +53,45 @@ pub fn cursor<T: std::str::FromStr>(after: Option<&str>) -> Result<Option<T>, Ap
                 .map_err(|_| ApiError::validation("after", "is not a cursor this list returned"))
         })
         .transpose()
+}
+
+/// `limit` as [`limit`] checks it, the error collected into `errors` (and the default used) so
+/// one answer names every bad parameter.
+pub fn checked_limit(requested: Option<i64>, errors: &mut Vec<FieldError>) -> i64 {
+    limit(requested).unwrap_or_else(|_| {
+        errors.push(FieldError::new(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+        DEFAULT_LIMIT
+    })
+}
+
+/// An RFC 3339 time parameter, an error for `field` collected into `errors`.
+pub fn time(
+    field: &str,
+    value: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
+    let text = value?;
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            errors.push(FieldError::new(
+                field,
+                "must be an RFC 3339 time, e.g. 2026-01-31T09:00:00Z",
+            ));
+        })
+        .ok()
+}
+
+/// `q` as a LIKE pattern matching it anywhere (lowercased), with LIKE's own wildcards taken
+/// literally.
+pub fn contains_pattern(q: &str) -> String {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
 }
