@@ -12,6 +12,7 @@ pub mod consistency;
 pub mod database;
 pub mod extract;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi;
 pub mod problem;
 pub mod readiness;

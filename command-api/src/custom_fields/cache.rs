@@ -20,7 +20,6 @@ use events::custom_field;
 use moka::sync::Cache;
 use service::ApiError;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 use crate::aggregate;
@@ -33,7 +32,6 @@ pub const CHANNEL: &str = "corbi_custom_fields";
 pub const TIME_TO_LIVE: Duration = Duration::from_secs(60);
 
 const CAPACITY: u64 = 10_000;
-const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 /// The definitions of one process's organisations.
 #[derive(Clone)]
@@ -112,29 +110,13 @@ impl DefinitionsCache {
     }
 
     fn spawn_listener(&self, pool: PgPool) {
-        let cache = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(error) = cache.listen(&pool).await {
-                    tracing::warn!(%error, "custom field notifications lost; retrying");
-                }
-                // Whatever happened while nobody listened is unknown.
-                cache.forget(None);
-                tokio::time::sleep(RECONNECT_DELAY).await;
-            }
-        });
-    }
-
-    async fn listen(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(CHANNEL).await?;
-        // Entries made before the listener was up may have missed a change.
-        self.forget(None);
-        // `None`: the connection dropped and what was sent meanwhile is gone.
-        while let Some(notification) = listener.try_recv().await? {
+        let (heard, lost) = (self.clone(), self.clone());
+        service::notifications::follow(
+            pool,
+            CHANNEL,
             // Anything but an organisation id drops everything.
-            self.forget(notification.payload().parse().ok());
-        }
-        Ok(())
+            move |payload| heard.forget(payload.parse().ok()),
+            move || lost.forget(None),
+        );
     }
 }

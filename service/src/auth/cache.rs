@@ -17,7 +17,6 @@ use chrono::{DateTime, Utc};
 use events::{Actor, Role};
 use moka::sync::Cache;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 use super::session::Session;
@@ -30,7 +29,6 @@ pub const CHANNEL: &str = "corbi_access";
 pub const TIME_TO_LIVE: Duration = Duration::from_secs(60);
 
 const CAPACITY: u64 = 100_000;
-const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 /// What is cached: a credential's hash, and what it was asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -134,34 +132,14 @@ impl AccessCache {
 
     /// Follows [`CHANNEL`] until the runtime stops, reconnecting when the connection drops.
     pub fn spawn_listener(&self, pool: PgPool) {
-        let cache = self.clone();
-        tokio::spawn(async move {
-            loop {
-                match listen(&cache, &pool).await {
-                    Ok(()) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "access notifications lost; retrying");
-                    }
-                }
-                // Whatever happened while nobody listened is unknown.
-                cache.forget_all();
-                tokio::time::sleep(RECONNECT_DELAY).await;
-            }
-        });
+        let (heard, lost) = (self.clone(), self.clone());
+        crate::notifications::follow(
+            pool,
+            CHANNEL,
+            move |payload| heard.apply(payload),
+            move || lost.forget_all(),
+        );
     }
-}
-
-async fn listen(cache: &AccessCache, pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
-    // Entries made before the listener was up may have missed a change.
-    cache.forget_all();
-    // `None`: the connection dropped (the listener would reconnect, but notifications in
-    // between are gone), so the caller starts over with an empty cache.
-    while let Some(notification) = listener.try_recv().await? {
-        cache.apply(notification.payload());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
