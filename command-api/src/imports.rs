@@ -61,7 +61,7 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use events::{Actor, Role};
+use events::Role;
 use serde::{Deserialize, Serialize};
 use service::{ApiError, Caller, FieldError, IdempotencyKey, Problem};
 use sha2::{Digest, Sha256};
@@ -196,15 +196,6 @@ fn is_csv(request: &HttpRequest) -> bool {
         })
 }
 
-fn actor_columns(actor: &Actor) -> (&'static str, Option<String>) {
-    match actor {
-        Actor::User { id } => ("user", Some(id.to_string())),
-        Actor::ApiKey { id } => ("api_key", Some(id.to_string())),
-        Actor::Provider { name } => ("provider", Some(name.clone())),
-        Actor::System { name } => ("system", Some(name.clone())),
-    }
-}
-
 /// Tells a retried submission from another one with the same key.
 fn request_hash(body: &[u8], dry_run: bool, on_duplicate: OnDuplicate, mapping: &str) -> String {
     let mut hash = Sha256::new();
@@ -276,7 +267,7 @@ pub async fn submit(
     };
     tracing::Span::current().record("import_id", tracing::field::display(import_id));
     let metadata = caller.metadata();
-    let (actor_kind, actor_id) = actor_columns(&metadata.actor);
+    let (actor_kind, actor_id) = metadata.actor.columns();
     let rows_total = i32::try_from(csv.rows.len()).unwrap_or(i32::MAX);
     // The notification is delivered when the insert commits, and only if it inserted.
     let queued: Option<Uuid> = sqlx::query_scalar(

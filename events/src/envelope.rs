@@ -14,6 +14,19 @@ pub enum Actor {
     System { name: String },
 }
 
+impl Actor {
+    /// The actor as two filterable columns: its kind and its id (a UUID, or a provider's or
+    /// system component's name).
+    pub fn columns(&self) -> (&'static str, Option<String>) {
+        match self {
+            Actor::User { id } => ("user", Some(id.to_string())),
+            Actor::ApiKey { id } => ("api_key", Some(id.to_string())),
+            Actor::Provider { name } => ("provider", Some(name.clone())),
+            Actor::System { name } => ("system", Some(name.clone())),
+        }
+    }
+}
+
 impl Default for Actor {
     fn default() -> Self {
         Actor::System {

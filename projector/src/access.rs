@@ -196,7 +196,7 @@ async fn apply_user(
     user_event: UserEvent,
 ) -> anyhow::Result<()> {
     let users = &tables.users;
-    let user_id = user_id_of(&event.stream)?;
+    let user_id = crate::stream_id(&event.stream, "user")?;
     match user_event {
         UserEvent::UserRegistered { email, name, .. } => {
             sqlx::query(AssertSqlSafe(format!(
@@ -224,13 +224,6 @@ async fn apply_user(
         | UserEvent::SessionsEnded { .. } => {}
     }
     Ok(())
-}
-
-fn user_id_of(stream: &str) -> anyhow::Result<uuid::Uuid> {
-    let id = stream
-        .strip_prefix("user-")
-        .ok_or_else(|| anyhow::anyhow!("a user event outside a user stream: {stream}"))?;
-    Ok(id.parse()?)
 }
 
 async fn apply_organisation(

@@ -3,7 +3,7 @@
 //! user sees those in their list of sessions.
 
 use async_trait::async_trait;
-use events::{Actor, RecordedEvent};
+use events::RecordedEvent;
 use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
@@ -75,7 +75,7 @@ impl Projection for Audit {
     ) -> anyhow::Result<()> {
         let mut rows = Rows::default();
         for event in events.iter().filter(|e| !e.org_id.is_nil()) {
-            let (kind, id) = actor_columns(&event.metadata.actor);
+            let (kind, id) = event.metadata.actor.columns();
             rows.org_id.push(event.org_id);
             rows.event_id.push(event.event_id);
             rows.stream.push(&event.stream);
@@ -142,16 +142,5 @@ fn shown(data: &serde_json::Value) -> serde_json::Value {
                 .collect(),
         ),
         other => other.clone(),
-    }
-}
-
-/// The actor as two filterable columns: its kind and its id (a UUID, or a provider's or
-/// system component's name).
-pub fn actor_columns(actor: &Actor) -> (&'static str, Option<String>) {
-    match actor {
-        Actor::User { id } => ("user", Some(id.to_string())),
-        Actor::ApiKey { id } => ("api_key", Some(id.to_string())),
-        Actor::Provider { name } => ("provider", Some(name.clone())),
-        Actor::System { name } => ("system", Some(name.clone())),
     }
 }

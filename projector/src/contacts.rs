@@ -20,7 +20,6 @@ use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
-use crate::audit::actor_columns;
 use crate::{Projection, table};
 
 mod pending;
@@ -190,7 +189,7 @@ impl Projection for Contacts {
             let Some(contact_event) = ContactEvent::decode(event, &upcasters)? else {
                 continue;
             };
-            let contact_id = contact_id_of(&event.stream)?;
+            let contact_id = crate::stream_id(&event.stream, "contact")?;
             pending
                 .before(conn, &tables, &contact_event, contact_id)
                 .await?;
@@ -213,13 +212,6 @@ struct Tables {
     contacts: String,
     timeline: String,
     conflicts: String,
-}
-
-fn contact_id_of(stream: &str) -> anyhow::Result<Uuid> {
-    let id = stream
-        .strip_prefix("contact-")
-        .ok_or_else(|| anyhow::anyhow!("a contact event outside a contact stream: {stream}"))?;
-    Ok(id.parse()?)
 }
 
 /// The text of a personal value as a column holds it; `None` once erased.
@@ -395,7 +387,7 @@ async fn apply(
             set(conn, tables, event, contact_id, "notes", value).await?;
         }
         E::StatusChanged { from, to, reason } => {
-            let (actor_kind, actor) = actor_columns(&event.metadata.actor);
+            let (actor_kind, actor) = event.metadata.actor.columns();
             let change = json!({
                 "from": from, "to": to, "reason": reason,
                 "actor_kind": actor_kind, "actor": actor, "at": at,
@@ -627,7 +619,7 @@ async fn apply(
             source,
         } => {
             let conflicts = &tables.conflicts;
-            let (actor_kind, actor_id) = actor_columns(&event.metadata.actor);
+            let (actor_kind, actor_id) = event.metadata.actor.columns();
             sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO {conflicts} (conflict_id, org_id, contact_id, holder_id, identity,
                      value, source, actor_kind, actor_id, recorded_at)

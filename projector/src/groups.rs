@@ -92,7 +92,7 @@ impl Projection for Groups {
             let Some(group_event) = GroupEvent::decode(event, &upcasters)? else {
                 continue;
             };
-            let group_id = group_id_of(&event.stream)?;
+            let group_id = crate::stream_id(&event.stream, "group")?;
             apply(conn, &tables, event, group_id, group_event).await?;
         }
         Ok(())
@@ -102,13 +102,6 @@ impl Projection for Groups {
 struct Tables {
     groups: String,
     members: String,
-}
-
-fn group_id_of(stream: &str) -> anyhow::Result<Uuid> {
-    let id = stream
-        .strip_prefix("group-")
-        .ok_or_else(|| anyhow::anyhow!("a group event outside a group stream: {stream}"))?;
-    Ok(id.parse()?)
 }
 
 async fn apply(

@@ -96,6 +96,15 @@ pub fn all(keys: &event_store::data_keys::DataKeys) -> Vec<std::sync::Arc<dyn Pr
     ]
 }
 
+/// The id of the aggregate whose stream is `stream`, named `<prefix>-<uuid>` (`contact-…`).
+pub(crate) fn stream_id(stream: &str, prefix: &str) -> anyhow::Result<uuid::Uuid> {
+    let id = stream
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .ok_or_else(|| anyhow::anyhow!("a {prefix} event outside a {prefix} stream: {stream}"))?;
+    Ok(id.parse()?)
+}
+
 /// The table behind `view` in `generation`.
 pub fn table(view: &str, generation: i32) -> String {
     format!("{view}_g{generation}")

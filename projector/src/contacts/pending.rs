@@ -14,7 +14,6 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
 use super::{Tables, plain};
-use crate::audit::actor_columns;
 
 /// What a batch has yet to write: new contacts, and the timeline in log order.
 #[derive(Default)]
@@ -178,7 +177,7 @@ struct Timeline<'a> {
 
 impl<'a> Timeline<'a> {
     fn push(&mut self, event: &'a RecordedEvent, contact_id: Uuid) {
-        let (actor_kind, actor_id) = actor_columns(&event.metadata.actor);
+        let (actor_kind, actor_id) = event.metadata.actor.columns();
         self.org_id.push(event.org_id);
         self.contact_id.push(contact_id);
         self.event_id.push(event.event_id);
