@@ -146,8 +146,7 @@ pub(crate) fn identity_changes(
         .iter()
         .map(|identity| IdentityChange {
             owner,
-            kind: identity.as_str(),
-            field: identity.field(),
+            identity: *identity,
             old: old.get(identity).cloned(),
             new: new.get(identity).cloned(),
         })
@@ -293,17 +292,10 @@ pub(crate) async fn execute(
             Ok(results) => return Ok((after, results.last().map(|r| r.position))),
             Err(IdentityError::OwnerMoved) => continue,
             Err(IdentityError::Taken {
-                field,
-                kind,
+                identity,
                 value,
                 holder,
             }) if conflict_source.is_some() => {
-                let identity = Identity::ALL
-                    .into_iter()
-                    .find(|i| i.as_str() == kind)
-                    .ok_or_else(|| {
-                        ApiError::Internal(anyhow::anyhow!("unknown identity {kind}"))
-                    })?;
                 let conflict_id = Uuid::now_v7();
                 let record = ContactCommand::RecordConflict {
                     conflict_id,
@@ -314,7 +306,10 @@ pub(crate) async fn execute(
                 };
                 Box::pin(execute(state, caller, contact_id, &[record], None)).await?;
                 return Err(ApiError::Taken {
-                    field: format!("{field} (recorded as identity conflict {conflict_id})"),
+                    field: format!(
+                        "{} (recorded as identity conflict {conflict_id})",
+                        identity.field()
+                    ),
                     holder,
                 });
             }
@@ -328,8 +323,10 @@ pub(crate) async fn execute(
 
 pub(crate) fn identity_error(error: IdentityError) -> ApiError {
     match error {
-        IdentityError::Taken { field, holder, .. } => ApiError::Taken {
-            field: field.into(),
+        IdentityError::Taken {
+            identity, holder, ..
+        } => ApiError::Taken {
+            field: identity.field().into(),
             holder,
         },
         IdentityError::OwnerMoved => {

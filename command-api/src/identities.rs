@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use domain::Aggregate;
 use domain::reservation::{Reservation, ReservationCommand, ReservationError};
 use event_store::{AppendResult, EventStore, ExpectedVersion, StoreError, StreamAppend};
+use events::contact::Identity;
 use events::reservation::{self, ReservationEvent, Scope};
 use events::{Metadata, NewEvent};
 use uuid::Uuid;
@@ -20,10 +21,8 @@ use crate::aggregate::{self, MAX_ATTEMPTS, encode, expected};
 pub struct IdentityChange {
     /// Whose identifier it is.
     pub owner: Uuid,
-    /// The reservation kind (`email`, `whatsapp`…), part of the reservation stream name.
-    pub kind: &'static str,
-    /// The request field it came from, for error answers.
-    pub field: &'static str,
+    /// Which identifier: its reservation kind names the stream, its field the error answer.
+    pub identity: Identity,
     /// The normalised identifier held until now, if any.
     pub old: Option<String>,
     /// The normalised identifier wanted from now on, if any.
@@ -33,10 +32,9 @@ pub struct IdentityChange {
 /// Why identifiers could not be written.
 #[derive(Debug)]
 pub enum IdentityError {
-    /// `holder` holds `value`, the identifier of `field` (reservation kind `kind`).
+    /// `holder` holds `value`, the owner's `identity`.
     Taken {
-        field: &'static str,
-        kind: &'static str,
+        identity: Identity,
         value: String,
         holder: Uuid,
     },
@@ -90,7 +88,7 @@ pub async fn append_with_identities(
         let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
         for change in &changes {
             let Some(old) = &change.old else { continue };
-            let stream = stream_of(org_id, change.kind, old);
+            let stream = stream_of(org_id, change.identity, old);
             let (state, version) = match known.get(&stream) {
                 Some(state) => *state,
                 None => {
@@ -116,7 +114,7 @@ pub async fn append_with_identities(
         }
         for change in &changes {
             let Some(new) = &change.new else { continue };
-            let stream = stream_of(org_id, change.kind, new);
+            let stream = stream_of(org_id, change.identity, new);
             let (state, version) = known.get(&stream).copied().unwrap_or_default();
             let entry = pending.entry(stream).or_insert(Pending {
                 state,
@@ -130,8 +128,7 @@ pub async fn append_with_identities(
                     owner: change.owner,
                 })
                 .map_err(|ReservationError::Taken { holder }| IdentityError::Taken {
-                    field: change.field,
-                    kind: change.kind,
+                    identity: change.identity,
                     value: new.clone(),
                     holder,
                 })?;
@@ -193,7 +190,8 @@ pub async fn append_with_identities(
     )))
 }
 
-fn stream_of(org_id: Uuid, kind: &'static str, value: &str) -> String {
+fn stream_of(org_id: Uuid, identity: Identity, value: &str) -> String {
+    let kind = identity.as_str();
     reservation::stream(&Scope::Contact { org_id, kind }, value)
 }
 
@@ -209,7 +207,7 @@ async fn release_claims(
         let Some(change) = changes.iter().find(|c| {
             c.new
                 .as_ref()
-                .is_some_and(|v| stream_of(org_id, c.kind, v) == *stream)
+                .is_some_and(|v| stream_of(org_id, c.identity, v) == *stream)
         }) else {
             continue;
         };
