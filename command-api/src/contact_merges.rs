@@ -41,34 +41,24 @@ fn moved_of(events: &[ContactEvent]) -> MovedClear {
         .unwrap_or_default()
 }
 
-/// Decides one command on each of two contacts (the second may depend on the first's events)
-/// and appends both with the identifiers moving between them.
+/// Decides one command on each of two contacts and appends both with the identifiers moving
+/// between them: the first contact's command is made from the second's state, the second's from
+/// what the first one's events moved.
 async fn two_contacts(
     state: &CommandState,
     caller: &Caller,
     first: Uuid,
     second: Uuid,
-    decide: impl Fn(&Contact, &Contact) -> Result<(ContactCommand, ContactCommand), ApiError>,
+    first_command: impl Fn(&Contact) -> ContactCommand,
+    second_command: impl Fn(MovedClear) -> ContactCommand,
 ) -> Result<Option<events::Position>, ApiError> {
     let metadata = caller.metadata();
     for _ in 0..MAX_ATTEMPTS {
         let (one, one_version) = load(state, caller.org_id, first).await?;
         let (two, two_version) = load(state, caller.org_id, second).await?;
-        let (first_command, _) = decide(&one, &two)?;
-        let first_events = one.decide(first_command).map_err(rejected)?;
+        let first_events = one.decide(first_command(&two)).map_err(rejected)?;
         let one_after = first_events.iter().fold(one.clone(), Contact::evolve);
-        // The second command is built from what the first decided (what moves).
-        let (_, second_command) = decide(&one_after, &two)?;
-        let second_command = match second_command {
-            ContactCommand::Absorb { from, .. } => ContactCommand::Absorb {
-                from,
-                moved: moved_of(&first_events),
-            },
-            ContactCommand::Unmerge { .. } => ContactCommand::Unmerge {
-                back: moved_of(&first_events),
-            },
-            other => other,
-        };
+        let second_command = second_command(moved_of(&first_events));
         let second_events = two.decide(second_command).map_err(rejected)?;
         let two_after = second_events.iter().fold(two.clone(), Contact::evolve);
         let mut changes = identity_changes(first, &one, &one_after);
@@ -140,18 +130,20 @@ pub async fn merge(
             "a contact cannot be merged into itself",
         ));
     }
-    let position = two_contacts(&state, &caller, source, target, |_, target_state| {
-        Ok((
-            ContactCommand::MergeInto {
-                into: target,
-                target: Box::new(target_state.clone()),
-            },
-            ContactCommand::Absorb {
-                from: source,
-                moved: MovedClear::default(),
-            },
-        ))
-    })
+    let position = two_contacts(
+        &state,
+        &caller,
+        source,
+        target,
+        |target_state| ContactCommand::MergeInto {
+            into: target,
+            target: Box::new(target_state.clone()),
+        },
+        |moved| ContactCommand::Absorb {
+            from: source,
+            moved,
+        },
+    )
     .await?;
     Ok(answer(HttpResponse::Ok(), target, position))
 }
@@ -186,14 +178,14 @@ pub async fn unmerge(
     let into = contact
         .merged_into
         .ok_or_else(|| rejected(domain::contact::ContactError::NotMerged))?;
-    let position = two_contacts(&state, &caller, into, merged, |_, _| {
-        Ok((
-            ContactCommand::Split { from: merged },
-            ContactCommand::Unmerge {
-                back: MovedClear::default(),
-            },
-        ))
-    })
+    let position = two_contacts(
+        &state,
+        &caller,
+        into,
+        merged,
+        |_| ContactCommand::Split { from: merged },
+        |back| ContactCommand::Unmerge { back },
+    )
     .await?;
     Ok(answer(HttpResponse::Ok(), merged, position))
 }
