@@ -206,19 +206,7 @@ impl DataKeys {
     /// Seals the event's personal fields under its subject's key (created on first use), so
     /// they enter the log encrypted. An event with personal fields must name its subject.
     pub async fn seal_event(&self, event: &mut NewEvent) -> Result<(), DataKeyError> {
-        if !personal::has_personal(&event.data) {
-            return Ok(());
-        }
-        let subject = event
-            .metadata
-            .subject
-            .ok_or_else(|| DataKeyError::NoSubject {
-                event_id: event.event_id,
-                event_type: event.event_type.clone(),
-            })?;
-        let key = self.ensure(event.org_id, subject).await?;
-        personal::seal(&mut event.data, subject, &key)?;
-        Ok(())
+        self.seal_events(std::slice::from_mut(event)).await
     }
 
     /// [`Self::seal_event`] for several events, with one key lookup per subject.
