@@ -71,17 +71,46 @@ RETURNING stream, version, transaction_id, global_position";
 /// version it computed.
 const MAX_RACES: usize = 64;
 
-/// The columns of a batch of events as the arrays [`APPEND`] unnests.
-struct Batch<'a> {
-    stream: &'a str,
-    expected: ExpectedVersion,
-    expected_code: i64,
+/// Events as the column arrays the append statements unnest.
+struct Columns<'a> {
     ids: Vec<Uuid>,
     types: Vec<&'a str>,
     schema_versions: Vec<i32>,
     orgs: Vec<Uuid>,
     data: Vec<&'a Value>,
     metadata: Vec<Json<&'a Metadata>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(events: impl Iterator<Item = &'a NewEvent>) -> Self {
+        let mut columns = Columns {
+            ids: Vec::new(),
+            types: Vec::new(),
+            schema_versions: Vec::new(),
+            orgs: Vec::new(),
+            data: Vec::new(),
+            metadata: Vec::new(),
+        };
+        for event in events {
+            columns.ids.push(event.event_id);
+            columns.types.push(event.event_type.as_str());
+            columns
+                .schema_versions
+                .push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
+            columns.orgs.push(event.org_id);
+            columns.data.push(&event.data);
+            columns.metadata.push(Json(&event.metadata));
+        }
+        columns
+    }
+}
+
+/// One stream's events as [`APPEND`] takes them.
+struct Batch<'a> {
+    stream: &'a str,
+    expected: ExpectedVersion,
+    expected_code: i64,
+    columns: Columns<'a>,
 }
 
 /// How one [`APPEND`] statement ended.
@@ -106,15 +135,7 @@ impl<'a> Batch<'a> {
                 ExpectedVersion::StreamExists => -3,
                 ExpectedVersion::Exact(v) => to_i64(v),
             },
-            ids: events.iter().map(|e| e.event_id).collect(),
-            types: events.iter().map(|e| e.event_type.as_str()).collect(),
-            schema_versions: events
-                .iter()
-                .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
-                .collect(),
-            orgs: events.iter().map(|e| e.org_id).collect(),
-            data: events.iter().map(|e| &e.data).collect(),
-            metadata: events.iter().map(|e| Json(&e.metadata)).collect(),
+            columns: Columns::of(events.iter()),
         }
     }
 
@@ -134,12 +155,12 @@ impl<'a> Batch<'a> {
                 &[
                     &self.stream,
                     &self.expected_code,
-                    &self.ids,
-                    &self.types,
-                    &self.schema_versions,
-                    &self.orgs,
-                    &self.data,
-                    &self.metadata,
+                    &self.columns.ids,
+                    &self.columns.types,
+                    &self.columns.schema_versions,
+                    &self.columns.orgs,
+                    &self.columns.data,
+                    &self.columns.metadata,
                 ],
             )
             .await;
@@ -216,7 +237,6 @@ async fn append_at_versions(
             ExpectedVersion::Any | ExpectedVersion::StreamExists => return Ok(None),
         });
     }
-    let events = appends.iter().flat_map(|a| a.events.iter());
     let count = appends.iter().map(|a| a.events.len()).sum::<usize>();
     let mut streams = Vec::with_capacity(count);
     let mut versions = Vec::with_capacity(count);
@@ -226,15 +246,7 @@ async fn append_at_versions(
             versions.push(first + offset as i64);
         }
     }
-    let ids: Vec<Uuid> = events.clone().map(|e| e.event_id).collect();
-    let types: Vec<&str> = events.clone().map(|e| e.event_type.as_str()).collect();
-    let schema_versions: Vec<i32> = events
-        .clone()
-        .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
-        .collect();
-    let orgs: Vec<Uuid> = events.clone().map(|e| e.org_id).collect();
-    let data: Vec<&Value> = events.clone().map(|e| &e.data).collect();
-    let metadata: Vec<Json<&Metadata>> = events.map(|e| Json(&e.metadata)).collect();
+    let columns = Columns::of(appends.iter().flat_map(|a| a.events.iter()));
     let guarded: Vec<&str> = appends.iter().map(|a| a.stream.as_str()).collect();
     let statement = client
         .prepare_cached(APPEND_AT_VERSIONS)
@@ -244,14 +256,14 @@ async fn append_at_versions(
         .query(
             &statement,
             &[
-                &ids,
+                &columns.ids,
                 &streams,
                 &versions,
-                &types,
-                &schema_versions,
-                &orgs,
-                &data,
-                &metadata,
+                &columns.types,
+                &columns.schema_versions,
+                &columns.orgs,
+                &columns.data,
+                &columns.metadata,
                 &guarded,
                 &firsts,
             ],
