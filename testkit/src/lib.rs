@@ -194,6 +194,18 @@ impl TestStack {
         (status, value)
     }
 
+    /// `GET path` as `who`, once the read models have the write `token` (a consistency token, or
+    /// `null` for none) made; it must answer 200.
+    pub async fn read(&self, who: &As, org: Uuid, path: &str, token: &Value) -> Value {
+        let mut request = self.request(Method::GET, path, who, Some(org));
+        if let Some(token) = token.as_str() {
+            request = request.header("X-Consistency-Token", token);
+        }
+        let response = request.send().await.expect("answered");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.json().await.expect("a JSON answer")
+    }
+
     /// Registers `email` and returns the signed-in user.
     pub async fn sign_up(&self, email: &str) -> User {
         let (status, body) = self
@@ -318,4 +330,14 @@ async fn exposed(db: &schema::testing::TestDatabase, names: &[&str]) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The fields a problem answer names in its `errors`, in order.
+pub fn error_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors in {problem}"))
+        .iter()
+        .map(|e| e["field"].as_str().expect("a field name"))
+        .collect()
 }

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use service::auth::secret::{Kind, Secret};
 use service::testing::problem;
-use testkit::{As, TestStack};
+use testkit::{As, TestStack, error_fields};
 use uuid::Uuid;
 
 #[tokio::test]
@@ -528,12 +528,7 @@ async fn branding_and_logo_are_validated_stored_and_served() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body);
     assert_eq!(
         fields,
         [
@@ -939,12 +934,7 @@ async fn invitations_and_keys_name_every_bad_field() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body);
     assert_eq!(fields, ["email", "role"]);
     let (status, body) = stack
         .call(

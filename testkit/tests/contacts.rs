@@ -9,7 +9,7 @@ use events::Keyring;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use service::testing::problem;
-use testkit::{As, TestStack};
+use testkit::{As, TestStack, error_fields};
 use uuid::Uuid;
 
 /// A stack with an admin of an organisation whose phone numbers default to Portugal.
@@ -35,17 +35,6 @@ async fn create(stack: &TestStack, who: &As, org: Uuid, body: Value) -> (StatusC
     stack
         .call(Method::POST, "/api/v1/contacts", who, Some(org), Some(body))
         .await
-}
-
-/// `GET path` once the contacts projection has the write `token` made.
-async fn read(stack: &TestStack, who: &As, org: Uuid, path: &str, token: &Value) -> Value {
-    let mut request = stack.request(Method::GET, path, who, Some(org));
-    if let Some(token) = token.as_str() {
-        request = request.header("X-Consistency-Token", token);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.json().await.unwrap()
 }
 
 #[tokio::test]
@@ -74,14 +63,14 @@ async fn identifiers_are_normalised_and_a_duplicate_names_its_field_and_holder()
     .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["contact_id"].as_str().unwrap().to_owned();
-    let contact = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts/{id}"),
-        &created["consistency_token"],
-    )
-    .await;
+    let contact = stack
+        .read(
+            &admin,
+            org,
+            &format!("/api/v1/contacts/{id}"),
+            &created["consistency_token"],
+        )
+        .await;
     assert_eq!(contact["full_name"], "Grace Hopper");
     assert_eq!(contact["email"], "grace@example.com");
     assert_eq!(contact["whatsapp"], "+351912345678");
@@ -140,12 +129,7 @@ async fn identifiers_are_normalised_and_a_duplicate_names_its_field_and_holder()
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body);
     assert_eq!(
         fields,
         [
@@ -250,7 +234,9 @@ async fn updates_move_identifiers_and_status_changes_keep_their_history() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let contact = read(&stack, &admin, org, &path, &written["consistency_token"]).await;
+    let contact = stack
+        .read(&admin, org, &path, &written["consistency_token"])
+        .await;
     assert_eq!(contact["email"], "a2@example.com");
     assert_eq!(contact["status"], "unsubscribed");
     assert_eq!(contact["whatsapp_blocked"], true);
@@ -273,14 +259,14 @@ async fn updates_move_identifiers_and_status_changes_keep_their_history() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["errors"][0]["field"], "status");
 
-    let timeline = read(
-        &stack,
-        &admin,
-        org,
-        &format!("{path}/timeline"),
-        &written["consistency_token"],
-    )
-    .await;
+    let timeline = stack
+        .read(
+            &admin,
+            org,
+            &format!("{path}/timeline"),
+            &written["consistency_token"],
+        )
+        .await;
     let kinds: Vec<&str> = timeline["items"]
         .as_array()
         .unwrap()
@@ -328,37 +314,31 @@ async fn lists_search_names_and_identifiers_filter_and_page() {
             .map(|c| c["full_name"].as_str().unwrap().to_owned())
             .collect()
     };
-    let page = read(
-        &stack,
-        &admin,
-        org,
-        "/api/v1/contacts?q=ana&sort=name",
-        &token,
-    )
-    .await;
+    let page = stack
+        .read(&admin, org, "/api/v1/contacts?q=ana&sort=name", &token)
+        .await;
     assert_eq!(names(&page), ["Ana Costa", "Ana Silva"]);
-    let page = read(&stack, &admin, org, "/api/v1/contacts?q=%2B35192", &token).await;
+    let page = stack
+        .read(&admin, org, "/api/v1/contacts?q=%2B35192", &token)
+        .await;
     assert_eq!(names(&page), ["Bruno Costa"]);
-    let page = read(&stack, &admin, org, "/api/v1/contacts?tag=vip", &token).await;
+    let page = stack
+        .read(&admin, org, "/api/v1/contacts?tag=vip", &token)
+        .await;
     assert_eq!(names(&page), ["Ana Costa", "Ana Silva"], "newest first");
-    let first = read(
-        &stack,
-        &admin,
-        org,
-        "/api/v1/contacts?limit=2&sort=name",
-        &token,
-    )
-    .await;
+    let first = stack
+        .read(&admin, org, "/api/v1/contacts?limit=2&sort=name", &token)
+        .await;
     assert_eq!(names(&first), ["Ana Costa", "Ana Silva"]);
     let cursor = first["next_cursor"].as_str().unwrap();
-    let rest = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts?limit=2&sort=name&after={cursor}"),
-        &token,
-    )
-    .await;
+    let rest = stack
+        .read(
+            &admin,
+            org,
+            &format!("/api/v1/contacts?limit=2&sort=name&after={cursor}"),
+            &token,
+        )
+        .await;
     assert_eq!(names(&rest), ["Bruno Costa"]);
     assert!(rest["next_cursor"].is_null());
     let (status, body) = stack
@@ -386,14 +366,14 @@ async fn deleted_contacts_hide_and_come_back() {
         .call(Method::DELETE, &path, &admin, Some(org), None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let list = read(
-        &stack,
-        &admin,
-        org,
-        "/api/v1/contacts",
-        &deleted["consistency_token"],
-    )
-    .await;
+    let list = stack
+        .read(
+            &admin,
+            org,
+            "/api/v1/contacts",
+            &deleted["consistency_token"],
+        )
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
     let (status, _) = stack
         .call(
@@ -419,14 +399,14 @@ async fn deleted_contacts_hide_and_come_back() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let list = read(
-        &stack,
-        &admin,
-        org,
-        "/api/v1/contacts",
-        &restored["consistency_token"],
-    )
-    .await;
+    let list = stack
+        .read(
+            &admin,
+            org,
+            "/api/v1/contacts",
+            &restored["consistency_token"],
+        )
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
 
@@ -465,28 +445,30 @@ async fn erasure_destroys_personal_data_in_read_models_and_the_log() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let contact = read(&stack, &admin, org, &path, &erased["consistency_token"]).await;
+    let contact = stack
+        .read(&admin, org, &path, &erased["consistency_token"])
+        .await;
     for field in ["full_name", "email", "whatsapp", "notes"] {
         assert!(contact[field].is_null(), "{field}: {contact}");
     }
     assert!(contact["erased_at"].is_string());
-    let timeline = read(
-        &stack,
-        &admin,
-        org,
-        &format!("{path}/timeline"),
-        &erased["consistency_token"],
-    )
-    .await;
+    let timeline = stack
+        .read(
+            &admin,
+            org,
+            &format!("{path}/timeline"),
+            &erased["consistency_token"],
+        )
+        .await;
     assert!(!timeline.to_string().contains("Erin"), "{timeline}");
-    let list = read(
-        &stack,
-        &admin,
-        org,
-        "/api/v1/contacts",
-        &erased["consistency_token"],
-    )
-    .await;
+    let list = stack
+        .read(
+            &admin,
+            org,
+            "/api/v1/contacts",
+            &erased["consistency_token"],
+        )
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
     // Erased contacts stay erased; their identifiers are free again.
     let (status, _) = stack
@@ -719,22 +701,17 @@ async fn a_taken_identifier_is_recorded_as_a_conflict_and_can_be_moved() {
         .await;
     assert_eq!(status, StatusCode::OK, "{moved}");
     let token = &moved["consistency_token"];
-    let wanting = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts/{wanting_id}"),
-        token,
-    )
-    .await;
-    let holder = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts/{holder_id}"),
-        token,
-    )
-    .await;
+    let wanting = stack
+        .read(
+            &admin,
+            org,
+            &format!("/api/v1/contacts/{wanting_id}"),
+            token,
+        )
+        .await;
+    let holder = stack
+        .read(&admin, org, &format!("/api/v1/contacts/{holder_id}"), token)
+        .await;
     assert_eq!(wanting["email"], "shared@example.com");
     assert!(holder["email"].is_null());
     let (_, open) = stack
@@ -812,37 +789,27 @@ async fn merging_a_duplicate_moves_its_identifiers_and_history_and_unmerging_res
         .await;
     assert_eq!(status, StatusCode::OK, "{merged}");
     let token = &merged["consistency_token"];
-    let a = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts/{a_id}"),
-        token,
-    )
-    .await;
+    let a = stack
+        .read(&admin, org, &format!("/api/v1/contacts/{a_id}"), token)
+        .await;
     assert_eq!(a["email"], "ana@example.com", "A keeps its own email");
     assert_eq!(a["whatsapp"], "+351933000111", "B's phone moved");
     assert_eq!(a["tags"], json!(["imported"]));
-    let b_view = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts/{b_id}"),
-        token,
-    )
-    .await;
+    let b_view = stack
+        .read(&admin, org, &format!("/api/v1/contacts/{b_id}"), token)
+        .await;
     assert_eq!(b_view["contact_id"], a_id, "B resolves to A");
     assert_eq!(b_view["resolved_from"], b_id);
-    let list = read(&stack, &admin, org, "/api/v1/contacts", token).await;
+    let list = stack.read(&admin, org, "/api/v1/contacts", token).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
-    let timeline = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts/{a_id}/timeline"),
-        token,
-    )
-    .await;
+    let timeline = stack
+        .read(
+            &admin,
+            org,
+            &format!("/api/v1/contacts/{a_id}/timeline"),
+            token,
+        )
+        .await;
     let created = timeline["items"]
         .as_array()
         .unwrap()
@@ -883,37 +850,27 @@ async fn merging_a_duplicate_moves_its_identifiers_and_history_and_unmerging_res
         .await;
     assert_eq!(status, StatusCode::OK, "{unmerged}");
     let token = &unmerged["consistency_token"];
-    let a = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts/{a_id}"),
-        token,
-    )
-    .await;
-    let b = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts/{b_id}"),
-        token,
-    )
-    .await;
+    let a = stack
+        .read(&admin, org, &format!("/api/v1/contacts/{a_id}"), token)
+        .await;
+    let b = stack
+        .read(&admin, org, &format!("/api/v1/contacts/{b_id}"), token)
+        .await;
     assert!(a["whatsapp"].is_null());
     assert_eq!(a["tags"], json!([]));
     assert_eq!(b["contact_id"], b_id);
     assert_eq!(b["whatsapp"], "+351933000111");
     assert_eq!(b["email"], "ana.s@example.com");
-    let list = read(&stack, &admin, org, "/api/v1/contacts", token).await;
+    let list = stack.read(&admin, org, "/api/v1/contacts", token).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
-    let timeline = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts/{a_id}/timeline"),
-        token,
-    )
-    .await;
+    let timeline = stack
+        .read(
+            &admin,
+            org,
+            &format!("/api/v1/contacts/{a_id}/timeline"),
+            token,
+        )
+        .await;
     let created = timeline["items"]
         .as_array()
         .unwrap()
@@ -1063,7 +1020,9 @@ async fn removing_a_custom_field_hides_its_values_but_keeps_them_in_history() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["errors"][0]["field"], "custom_fields.shoe_size");
-    let contact = read(&stack, &admin, org, &path, &created["consistency_token"]).await;
+    let contact = stack
+        .read(&admin, org, &path, &created["consistency_token"])
+        .await;
     assert_eq!(contact["custom_fields"]["shoe_size"], 42);
 
     let (status, removed) = stack
@@ -1077,19 +1036,16 @@ async fn removing_a_custom_field_hides_its_values_but_keeps_them_in_history() {
         .await;
     assert_eq!(status, StatusCode::OK, "{removed}");
     // The detail reads the custom fields model too, and the token waits for both.
-    let contact = read(&stack, &admin, org, &path, &removed["consistency_token"]).await;
+    let contact = stack
+        .read(&admin, org, &path, &removed["consistency_token"])
+        .await;
     assert!(
         contact["custom_fields"].get("shoe_size").is_none(),
         "{contact}"
     );
-    let timeline = read(
-        &stack,
-        &admin,
-        org,
-        &format!("{path}/timeline"),
-        &Value::Null,
-    )
-    .await;
+    let timeline = stack
+        .read(&admin, org, &format!("{path}/timeline"), &Value::Null)
+        .await;
     let created = timeline["items"]
         .as_array()
         .unwrap()
@@ -1161,23 +1117,23 @@ async fn lists_filter_by_group_and_custom_field_value() {
             .collect()
     };
     // A group filter reads the groups model too, and the token waits for both.
-    let page = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts?group={group_id}&sort=name"),
-        &added["consistency_token"],
-    )
-    .await;
+    let page = stack
+        .read(
+            &admin,
+            org,
+            &format!("/api/v1/contacts?group={group_id}&sort=name"),
+            &added["consistency_token"],
+        )
+        .await;
     assert_eq!(names(&page), ["Gold One", "Silver One"]);
-    let page = read(
-        &stack,
-        &admin,
-        org,
-        "/api/v1/contacts?custom_field=plan:gold&sort=name",
-        &Value::Null,
-    )
-    .await;
+    let page = stack
+        .read(
+            &admin,
+            org,
+            "/api/v1/contacts?custom_field=plan:gold&sort=name",
+            &Value::Null,
+        )
+        .await;
     assert_eq!(names(&page), ["Gold One", "Gold Two"]);
     let (status, body) = stack
         .call(

@@ -4,7 +4,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use testkit::{As, TestStack};
+use testkit::{As, TestStack, error_fields};
 use uuid::Uuid;
 
 const FIELDS: &str = "/api/v1/custom-fields";
@@ -42,27 +42,12 @@ async fn change(
 
 /// The definitions once the projection has the write `token` made.
 async fn list(stack: &TestStack, who: &As, org: Uuid, token: &Value) -> Vec<Value> {
-    let mut request = stack.request(Method::GET, FIELDS, who, Some(org));
-    if let Some(token) = token.as_str() {
-        request = request.header("X-Consistency-Token", token);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
+    let body = stack.read(who, org, FIELDS, token).await;
     body["items"].as_array().unwrap().clone()
 }
 
 fn keys(items: &[Value]) -> Vec<&str> {
     items.iter().map(|f| f["key"].as_str().unwrap()).collect()
-}
-
-fn fields(problem: &Value) -> Vec<&str> {
-    problem["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no errors in {problem}"))
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -176,7 +161,7 @@ async fn definitions_are_defined_changed_removed_and_listed_in_order() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&problem), ["key"]);
+    assert_eq!(error_fields(&problem), ["key"]);
     let (status, back) = define(
         &stack,
         &admin,
@@ -247,7 +232,7 @@ async fn every_invalid_input_names_its_field() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "{body}: {problem}"
         );
-        assert_eq!(fields(&problem), expected, "{body}");
+        assert_eq!(error_fields(&problem), expected, "{body}");
     }
 
     let (status, plan) = define(
@@ -275,7 +260,7 @@ async fn every_invalid_input_names_its_field() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "{body}: {problem}"
         );
-        assert_eq!(fields(&problem), expected, "{body}");
+        assert_eq!(error_fields(&problem), expected, "{body}");
     }
     let items = list(&stack, &admin, org, &plan["consistency_token"]).await;
     assert_eq!(keys(&items), ["plan"], "nothing else was defined");
@@ -407,7 +392,7 @@ async fn a_new_definition_is_enforced_at_once_here_and_soon_in_every_other_proce
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&problem), ["custom_fields.plan"]);
+    assert_eq!(error_fields(&problem), ["custom_fields.plan"]);
     // There as soon as the announcement arrives: well within two seconds, not the entries'
     // minute-long lifetime.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);

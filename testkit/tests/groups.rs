@@ -7,7 +7,7 @@ use std::sync::Arc;
 use projector::Projection;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use testkit::{As, Options, TestStack};
+use testkit::{As, Options, TestStack, error_fields};
 use uuid::Uuid;
 
 async fn setup() -> (TestStack, As, Uuid) {
@@ -38,26 +38,6 @@ async fn create_group(stack: &TestStack, who: &As, org: Uuid, body: Value) -> (S
         .await
 }
 
-/// `GET path` once the projections have the write `token` made.
-async fn read(stack: &TestStack, who: &As, org: Uuid, path: &str, token: &Value) -> Value {
-    let mut request = stack.request(Method::GET, path, who, Some(org));
-    if let Some(token) = token.as_str() {
-        request = request.header("X-Consistency-Token", token);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.json().await.unwrap()
-}
-
-fn fields(problem: &Value) -> Vec<&str> {
-    problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect()
-}
-
 fn ids(page: &Value) -> Vec<&str> {
     page["items"]
         .as_array()
@@ -80,7 +60,9 @@ async fn groups_are_created_changed_listed_and_deleted() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["group_id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/groups/{id}");
-    let group = read(&stack, &admin, org, &path, &created["consistency_token"]).await;
+    let group = stack
+        .read(&admin, org, &path, &created["consistency_token"])
+        .await;
     assert_eq!(group["name"], "VIP clients");
     assert_eq!(group["description"], "Our best");
     assert_eq!(group["colour"], "#1e90ff");
@@ -94,7 +76,7 @@ async fn groups_are_created_changed_listed_and_deleted() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&problem), ["name", "description", "colour"]);
+    assert_eq!(error_fields(&problem), ["name", "description", "colour"]);
 
     let (status, changed) = stack
         .call(
@@ -106,7 +88,9 @@ async fn groups_are_created_changed_listed_and_deleted() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{changed}");
-    let group = read(&stack, &admin, org, &path, &changed["consistency_token"]).await;
+    let group = stack
+        .read(&admin, org, &path, &changed["consistency_token"])
+        .await;
     assert_eq!(
         (&group["name"], &group["description"], &group["colour"]),
         (&json!("VIP"), &json!("Our best"), &Value::Null)
@@ -132,7 +116,7 @@ async fn groups_are_created_changed_listed_and_deleted() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&problem), ["colour"]);
+    assert_eq!(error_fields(&problem), ["colour"]);
 
     // Listed by name, in pages.
     for name in ["beta testers", "Alpha"] {
@@ -140,14 +124,14 @@ async fn groups_are_created_changed_listed_and_deleted() {
         assert_eq!(status, StatusCode::CREATED);
     }
     let (_, last) = create_group(&stack, &admin, org, json!({"name": "Zulu"})).await;
-    let page = read(
-        &stack,
-        &admin,
-        org,
-        "/api/v1/groups?limit=3",
-        &last["consistency_token"],
-    )
-    .await;
+    let page = stack
+        .read(
+            &admin,
+            org,
+            "/api/v1/groups?limit=3",
+            &last["consistency_token"],
+        )
+        .await;
     let names: Vec<&str> = page["items"]
         .as_array()
         .unwrap()
@@ -156,17 +140,19 @@ async fn groups_are_created_changed_listed_and_deleted() {
         .collect();
     assert_eq!(names, ["Alpha", "beta testers", "VIP"]);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let rest = read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/groups?limit=3&after={cursor}"),
-        &Value::Null,
-    )
-    .await;
+    let rest = stack
+        .read(
+            &admin,
+            org,
+            &format!("/api/v1/groups?limit=3&after={cursor}"),
+            &Value::Null,
+        )
+        .await;
     assert_eq!(rest["items"][0]["name"], "Zulu");
     assert!(rest["next_cursor"].is_null());
-    let found = read(&stack, &admin, org, "/api/v1/groups?q=ET", &Value::Null).await;
+    let found = stack
+        .read(&admin, org, "/api/v1/groups?q=ET", &Value::Null)
+        .await;
     assert_eq!(found["items"][0]["name"], "beta testers");
     assert_eq!(found["items"].as_array().unwrap().len(), 1);
     let (status, problem) = stack
@@ -179,7 +165,7 @@ async fn groups_are_created_changed_listed_and_deleted() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&problem), ["after", "limit"]);
+    assert_eq!(error_fields(&problem), ["after", "limit"]);
 
     // Staff may change groups; only admins delete them.
     let As::User(ada) = &admin else {
@@ -205,14 +191,9 @@ async fn groups_are_created_changed_listed_and_deleted() {
         .call(Method::DELETE, &path, &admin, Some(org), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{deleted}");
-    let list = read(
-        &stack,
-        &admin,
-        org,
-        "/api/v1/groups",
-        &deleted["consistency_token"],
-    )
-    .await;
+    let list = stack
+        .read(&admin, org, "/api/v1/groups", &deleted["consistency_token"])
+        .await;
     assert!(
         list["items"]
             .as_array()
@@ -256,7 +237,9 @@ async fn bulk_membership_keeps_a_live_count_and_refuses_unknown_contacts() {
     let (status, added) = add(json!({"contact_ids": [ada_id, bob_id, ada_id]})).await;
     assert_eq!(status, StatusCode::OK, "{added}");
     assert_eq!(added["added"], 2, "a contact listed twice counts once");
-    let group = read(&stack, &admin, org, &path, &added["consistency_token"]).await;
+    let group = stack
+        .read(&admin, org, &path, &added["consistency_token"])
+        .await;
     assert_eq!(group["member_count"], 2);
 
     let (status, added) = add(json!({"contact_ids": [ada_id, cy_id]})).await;
@@ -268,7 +251,9 @@ async fn bulk_membership_keeps_a_live_count_and_refuses_unknown_contacts() {
     let (_, again) = add(json!({"contact_ids": [ada_id]})).await;
     assert_eq!(again["added"], 0);
     assert!(again["consistency_token"].is_null(), "nothing appended");
-    let group = read(&stack, &admin, org, &path, &added["consistency_token"]).await;
+    let group = stack
+        .read(&admin, org, &path, &added["consistency_token"])
+        .await;
     assert_eq!(group["member_count"], 3);
 
     // Ids that are not the organisation's contacts are named, and nothing is added.
@@ -279,7 +264,7 @@ async fn bulk_membership_keeps_a_live_count_and_refuses_unknown_contacts() {
     let newcomer = contact(&stack, &admin, org, "Newcomer").await;
     let (status, problem) = add(json!({"contact_ids": [newcomer, stranger, theirs, bob_id]})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-    assert_eq!(fields(&problem), ["contact_ids"]);
+    assert_eq!(error_fields(&problem), ["contact_ids"]);
     let message = problem["errors"][0]["message"].as_str().unwrap();
     assert!(
         message.contains(&stranger) && message.contains(&theirs),
@@ -292,7 +277,7 @@ async fn bulk_membership_keeps_a_live_count_and_refuses_unknown_contacts() {
     for bad in [json!({"contact_ids": []}), json!({"contact_ids": ["nope"]})] {
         let (status, problem) = add(bad).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(fields(&problem), ["contact_ids"]);
+        assert_eq!(error_fields(&problem), ["contact_ids"]);
     }
     let too_many: Vec<String> = (0..1001).map(|_| Uuid::now_v7().to_string()).collect();
     let (status, problem) = add(json!({"contact_ids": too_many})).await;
@@ -316,14 +301,9 @@ async fn bulk_membership_keeps_a_live_count_and_refuses_unknown_contacts() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let contact_path = format!("/api/v1/contacts/{newcomer}");
-    read(
-        &stack,
-        &admin,
-        org,
-        &contact_path,
-        &deleted["consistency_token"],
-    )
-    .await;
+    stack
+        .read(&admin, org, &contact_path, &deleted["consistency_token"])
+        .await;
     let (status, problem) = add(json!({"contact_ids": [newcomer]})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
@@ -332,30 +312,30 @@ async fn bulk_membership_keeps_a_live_count_and_refuses_unknown_contacts() {
             .unwrap()
             .contains(&newcomer)
     );
-    let group = read(&stack, &admin, org, &path, &Value::Null).await;
+    let group = stack.read(&admin, org, &path, &Value::Null).await;
     assert_eq!(group["member_count"], 3);
 
     // Members, newest first, in pages, with their names.
-    let page = read(
-        &stack,
-        &admin,
-        org,
-        &format!("{members}?limit=2"),
-        &added["consistency_token"],
-    )
-    .await;
+    let page = stack
+        .read(
+            &admin,
+            org,
+            &format!("{members}?limit=2"),
+            &added["consistency_token"],
+        )
+        .await;
     assert_eq!(ids(&page), [cy_id.as_str(), bob_id.as_str()]);
     assert_eq!(page["items"][0]["full_name"], "Cy");
     assert_eq!(page["items"][0]["status"], "active");
     let cursor = page["next_cursor"].as_str().unwrap();
-    let rest = read(
-        &stack,
-        &admin,
-        org,
-        &format!("{members}?limit=2&after={cursor}"),
-        &Value::Null,
-    )
-    .await;
+    let rest = stack
+        .read(
+            &admin,
+            org,
+            &format!("{members}?limit=2&after={cursor}"),
+            &Value::Null,
+        )
+        .await;
     assert_eq!(ids(&rest), [ada_id.as_str()]);
     assert!(rest["next_cursor"].is_null());
 
@@ -396,11 +376,15 @@ async fn bulk_membership_keeps_a_live_count_and_refuses_unknown_contacts() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(none["removed"], 0);
-    let group = read(&stack, &admin, org, &path, &removed["consistency_token"]).await;
+    let group = stack
+        .read(&admin, org, &path, &removed["consistency_token"])
+        .await;
     assert_eq!(group["member_count"], 1);
     let (_, back) = add(json!({"contact_ids": [bob_id]})).await;
     assert_eq!(back["added"], 1, "removed, then a member again");
-    let group = read(&stack, &admin, org, &path, &back["consistency_token"]).await;
+    let group = stack
+        .read(&admin, org, &path, &back["consistency_token"])
+        .await;
     assert_eq!(group["member_count"], 2);
 
     // An erased member stays, without a name.
@@ -415,15 +399,10 @@ async fn bulk_membership_keeps_a_live_count_and_refuses_unknown_contacts() {
         .await;
     assert_eq!(status, StatusCode::OK, "{erased}");
     let token = &erased["consistency_token"];
-    read(
-        &stack,
-        &admin,
-        org,
-        &format!("/api/v1/contacts/{ada_id}"),
-        token,
-    )
-    .await;
-    let page = read(&stack, &admin, org, &members, token).await;
+    stack
+        .read(&admin, org, &format!("/api/v1/contacts/{ada_id}"), token)
+        .await;
+    let page = stack.read(&admin, org, &members, token).await;
     let ada = page["items"]
         .as_array()
         .unwrap()
@@ -470,14 +449,14 @@ async fn another_organisations_group_is_not_found() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
     }
     let (_, theirs) = create_group(&stack, &outsider, other_org, json!({"name": "Theirs"})).await;
-    let list = read(
-        &stack,
-        &outsider,
-        other_org,
-        "/api/v1/groups",
-        &theirs["consistency_token"],
-    )
-    .await;
+    let list = stack
+        .read(
+            &outsider,
+            other_org,
+            "/api/v1/groups",
+            &theirs["consistency_token"],
+        )
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["name"], "Theirs");
     // Nor can another organisation's contact join their group.
@@ -494,7 +473,7 @@ async fn another_organisations_group_is_not_found() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&problem), ["contact_ids"]);
+    assert_eq!(error_fields(&problem), ["contact_ids"]);
 }
 
 #[tokio::test]
