@@ -149,7 +149,6 @@ async fn move_identifier(
                 changes.extend(identity_changes(conflict.holder, &holder, &after));
                 writes.push(OwnerWrite {
                     org_id: caller.org_id,
-                    owner: conflict.holder,
                     stream: &holder_stream,
                     expected: expected(holder_version),
                     events: sealed(state, &decided, caller.org_id, conflict.holder, &metadata)
@@ -173,7 +172,6 @@ async fn move_identifier(
         let contact_stream = contact::stream(contact_id);
         writes.push(OwnerWrite {
             org_id: caller.org_id,
-            owner: contact_id,
             stream: &contact_stream,
             expected: expected(contact_version),
             events: sealed(state, &decided, caller.org_id, contact_id, &metadata).await?,

@@ -283,7 +283,6 @@ pub(crate) async fn execute(
         let events = sealed(state, &decided, caller.org_id, contact_id, &metadata).await?;
         let write = OwnerWrite {
             org_id: caller.org_id,
-            owner: contact_id,
             stream: &contact::stream(contact_id),
             expected: expected(version),
             events,
@@ -499,7 +498,6 @@ pub async fn create_contact(
     let events = sealed(state, &decided, org_id, contact_id, metadata).await?;
     let write = OwnerWrite {
         org_id,
-        owner: contact_id,
         stream: &contact::stream(contact_id),
         expected: ExpectedVersion::NoStream,
         events,

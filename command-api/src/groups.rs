@@ -8,7 +8,7 @@
 //! appends nothing new. Only contacts of the organisation that exist, and are neither deleted nor
 //! erased, can be added.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use actix_web::{HttpResponse, HttpResponseBuilder, web};
 use domain::Aggregate;
@@ -31,6 +31,8 @@ pub const MEMBERS: &str = "/api/v1/groups/{group_id}/contacts";
 pub const REMOVE_MEMBERS: &str = "/api/v1/groups/{group_id}/contacts/remove";
 pub const MEMBER: &str = "/api/v1/groups/{group_id}/contacts/{contact_id}";
 const CREATE_ROUTE: &str = "POST /api/v1/groups";
+/// The projection that keeps group memberships.
+const GROUPS_PROJECTION: &str = "groups";
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -118,21 +120,105 @@ fn not_found() -> ApiError {
     ApiError::NotFound("No such group.".into())
 }
 
+/// The group with the version it was read at; `None` unless it is the organisation's.
+async fn load_if_owned(
+    state: &CommandState,
+    org_id: Uuid,
+    group_id: Uuid,
+) -> Result<Option<(Group, Option<u64>)>, ApiError> {
+    // Groups carry no personal data, so nothing is opened; `load_opened` is used for the
+    // organisation it reports, which the group's events carry in their envelope only.
+    let (group, version, owner) =
+        aggregate::load_opened::<Group>(&*state.store, &state.data_keys, &group::stream(group_id))
+            .await?;
+    Ok((group.id.is_some() && owner == Some(org_id)).then_some((group, version)))
+}
+
 /// The group with the version it was read at; 404 unless it is the organisation's.
 async fn load(
     state: &CommandState,
     org_id: Uuid,
     group_id: Uuid,
 ) -> Result<(Group, Option<u64>), ApiError> {
-    // Groups carry no personal data, so nothing is opened; `load_opened` is used for the
-    // organisation it reports, which the group's events carry in their envelope only.
-    let (group, version, owner) =
-        aggregate::load_opened::<Group>(&*state.store, &state.data_keys, &group::stream(group_id))
-            .await?;
-    if group.id.is_none() || owner != Some(org_id) {
-        return Err(not_found());
+    load_if_owned(state, org_id, group_id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+/// The organisation's groups among `ids`, each with the version it was read at (deleted ones
+/// too); ids of no group of the organisation are left out.
+pub(crate) async fn load_some(
+    state: &CommandState,
+    org_id: Uuid,
+    ids: &BTreeSet<Uuid>,
+) -> Result<BTreeMap<Uuid, (Group, Option<u64>)>, ApiError> {
+    let loads = ids.iter().map(|&group_id| async move {
+        let loaded = load_if_owned(state, org_id, group_id).await?;
+        Ok::<_, ApiError>(loaded.map(|loaded| (group_id, loaded)))
+    });
+    Ok(futures::future::try_join_all(loads)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// The groups `contact_id` is a member of, complete up to this moment: the groups read model is
+/// read once it has caught up with the log as it is now (503 when it does not within the
+/// configured wait).
+pub(crate) async fn memberships(
+    state: &CommandState,
+    org_id: Uuid,
+    contact_id: Uuid,
+) -> Result<BTreeSet<Uuid>, ApiError> {
+    let head = state
+        .store
+        .head()
+        .await
+        .map_err(|error| store_error(error, "reading the head of the log"))?;
+    if let Some(head) = head {
+        service::consistency::wait_for_projection(
+            &state.pool,
+            GROUPS_PROJECTION,
+            head,
+            state.auth.read_model_wait,
+        )
+        .await?;
     }
-    Ok((group, version))
+    let groups: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT group_id FROM rm_group_members WHERE org_id = $1 AND contact_id = $2",
+    )
+    .bind(org_id)
+    .bind(contact_id)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(|error| crate::db_error(error, "reading group memberships"))?;
+    Ok(groups.into_iter().collect())
+}
+
+/// The group's events for `leaving` leaving it and `joining` joining it: nothing for one who is
+/// not a member, or already is, or for a deleted group.
+pub(crate) fn swap_members(
+    group: &Group,
+    leaving: Option<Uuid>,
+    joining: Option<Uuid>,
+) -> Vec<GroupEvent> {
+    let commands = leaving
+        .map(|id| GroupCommand::RemoveContacts {
+            contact_ids: vec![id],
+        })
+        .into_iter()
+        .chain(joining.map(|id| GroupCommand::AddContacts {
+            contact_ids: vec![id],
+        }));
+    let mut state = group.clone();
+    let mut events = Vec::new();
+    for command in commands {
+        let decided = state.decide(command).unwrap_or_default();
+        state = decided.iter().fold(state, Group::evolve);
+        events.extend(decided);
+    }
+    events
 }
 
 /// Decides `command` on the organisation's group and appends it, again when the group moved
@@ -207,7 +293,8 @@ fn members_answer(
     )
 }
 
-/// The ids among `ids` that are not live contacts of the organisation.
+/// The ids among `ids` that are not live contacts of the organisation (merged ones neither: a
+/// merge took their memberships to the contact they were merged into).
 ///
 /// The contacts read model answers for almost all of them in one query. It trails the log,
 /// though, so a contact created a moment ago may not be in it yet: the few ids it does not know
@@ -226,7 +313,7 @@ async fn unknown_contacts(
     let projected: Result<Vec<Uuid>, sqlx::Error> = sqlx::query_scalar(
         "SELECT contact_id FROM rm_contacts
          WHERE org_id = $1 AND contact_id = ANY($2)
-           AND deleted_at IS NULL AND erased_at IS NULL",
+           AND deleted_at IS NULL AND erased_at IS NULL AND merged_into IS NULL",
     )
     .bind(org_id)
     .bind(&wanted)
@@ -250,7 +337,10 @@ async fn unknown_contacts(
             &events::contact::stream(contact_id),
         )
         .await?;
-        let live = contact.id.is_some() && !contact.deleted && !contact.erased;
+        let live = contact.id.is_some()
+            && !contact.deleted
+            && !contact.erased
+            && contact.merged_into.is_none();
         if !live || owner != Some(org_id) {
             unknown.push(contact_id);
         }
@@ -491,7 +581,7 @@ pub async fn add_contacts(
         return Err(ApiError::validation(
             "contact_ids",
             format!(
-                "not contacts of this organisation (or deleted): {}",
+                "not contacts of this organisation (or deleted, or merged into another): {}",
                 listed.join(", ")
             ),
         ));

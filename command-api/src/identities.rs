@@ -50,10 +50,10 @@ impl From<service::ApiError> for IdentityError {
     }
 }
 
-/// The events for an owner's own stream that go with the identifiers.
+/// The events of a stream written with the identifiers: an owner's own, or another aggregate's
+/// that the same decision changes.
 pub struct OwnerWrite<'a> {
     pub org_id: Uuid,
-    pub owner: Uuid,
     pub stream: &'a str,
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,

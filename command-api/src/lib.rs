@@ -55,9 +55,10 @@ pub struct CommandState {
 pub struct AuthSettings {
     pub open_registration: bool,
     pub token_lifetimes: TokenLifetimes,
-    /// How long a command that changes access waits for the `access` read model to have it
-    /// before answering (`CORBI_CONSISTENCY_TIMEOUT_MS`).
-    pub access_wait: Duration,
+    /// How long a command waits for a read model it depends on (`CORBI_CONSISTENCY_TIMEOUT_MS`):
+    /// one that changes access, for the `access` read model to have it before answering; a
+    /// merge, for the `groups` read model to have every membership.
+    pub read_model_wait: Duration,
     /// The master keys data keys are wrapped under (`CORBI_MASTER_KEY`); the public development
     /// key by default.
     pub keyring: Arc<Keyring>,
@@ -68,7 +69,7 @@ impl Default for AuthSettings {
         Self {
             open_registration: true,
             token_lifetimes: TokenLifetimes::default(),
-            access_wait: Duration::from_secs(5),
+            read_model_wait: Duration::from_secs(5),
             keyring: Arc::new(Keyring::development()),
         }
     }
@@ -79,7 +80,7 @@ impl AuthSettings {
         Self {
             open_registration: config.open_registration,
             token_lifetimes: config.token_lifetimes,
-            access_wait: config.consistency_timeout,
+            read_model_wait: config.consistency_timeout,
             keyring: config.master_key.clone(),
         }
     }
@@ -118,14 +119,14 @@ impl CommandState {
     pub async fn settle_access(&self, position: Option<Position>) {
         let Some(position) = position else { return };
         // Zero: nobody is waiting (the command line, with no projector running yet).
-        if self.auth.access_wait.is_zero() {
+        if self.auth.read_model_wait.is_zero() {
             return;
         }
         if let Err(error) = service::consistency::wait_for_projection(
             &self.pool,
             ACCESS_PROJECTION,
             position,
-            self.auth.access_wait,
+            self.auth.read_model_wait,
         )
         .await
         {

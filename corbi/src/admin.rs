@@ -41,7 +41,7 @@ fn state(
         pool,
         AuthSettings {
             // No projector runs while these commands do; nobody waits for the read models.
-            access_wait: Duration::ZERO,
+            read_model_wait: Duration::ZERO,
             keyring,
             ..AuthSettings::default()
         },

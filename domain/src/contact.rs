@@ -58,8 +58,12 @@ pub struct Contact {
     pub erased: bool,
     /// The contact this one was merged into: its id resolves there.
     pub merged_into: Option<Uuid>,
-    /// What each contact merged into this one brought, by its id.
+    /// What each contact merged into this one brought, by its id (its groups: the ones this
+    /// contact joined in its place).
     pub absorbed: BTreeMap<Uuid, MovedClear>,
+    /// The groups this contact left when it was merged into another; it rejoins them when the
+    /// merge is undone.
+    pub groups_left: BTreeSet<Uuid>,
     /// Attempts to give this contact identifiers other contacts hold, by id.
     pub conflicts: BTreeMap<Uuid, IdentityConflict>,
     /// The stream holds a `ContactErased` event. Unlike `erased`, this says the erasure is
@@ -163,23 +167,31 @@ pub enum ContactCommand {
         conflict_id: Uuid,
         resolution: ConflictResolution,
     },
-    /// Merge this contact into `into`, whose current state is `target`.
+    /// Merge this contact into `into`, whose current state is `target`, leaving the groups it
+    /// is a member of (`member_of`).
     MergeInto {
         into: Uuid,
         target: Box<Contact>,
+        member_of: BTreeSet<Uuid>,
     },
-    /// Take in what `from`, merging into this contact, brings.
+    /// Take in what `from`, merging into this contact, brings; of the groups `from` left, join
+    /// those this contact is not in (`member_of`: the groups it is a member of).
     Absorb {
         from: Uuid,
         moved: MovedClear,
+        member_of: BTreeSet<Uuid>,
     },
-    /// Give back to `from` what this contact still holds of it (undoing a merge).
+    /// Give back to `from` what this contact still holds of it (undoing a merge), leaving the
+    /// groups it joined in the merge and is still in (`member_of`: the groups it is a member of).
     Split {
         from: Uuid,
+        member_of: BTreeSet<Uuid>,
     },
-    /// Stand alone again, with what the contact merged into gave back.
+    /// Stand alone again, with what the contact merged into gave back, rejoining the groups left
+    /// in the merge that still exist (`existing`).
     Unmerge {
         back: MovedClear,
+        existing: BTreeSet<Uuid>,
     },
 }
 
@@ -639,10 +651,18 @@ impl Aggregate for Contact {
                 vec![]
             }),
             C::Update(update) => self.decide_update(update),
-            C::MergeInto { into, target } => self.decide_merge_into(into, &target),
-            C::Absorb { from, moved } => self.decide_absorb(from, &moved),
-            C::Split { from } => self.decide_split(from),
-            C::Unmerge { back } => self.decide_unmerge(&back),
+            C::MergeInto {
+                into,
+                target,
+                member_of,
+            } => self.decide_merge_into(into, &target, &member_of),
+            C::Absorb {
+                from,
+                moved,
+                member_of,
+            } => self.decide_absorb(from, &moved, &member_of),
+            C::Split { from, member_of } => self.decide_split(from, &member_of),
+            C::Unmerge { back, existing } => self.decide_unmerge(&back, &existing),
             C::RecordConflict {
                 conflict_id,
                 identity,

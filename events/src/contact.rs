@@ -231,22 +231,26 @@ pub enum ContactEvent {
         resolution: ConflictResolution,
     },
     /// This contact was merged into `into`: its identifiers in `moved` went there (its tags and
-    /// custom fields were copied), and its id now resolves to `into`.
+    /// custom fields were copied), it left the groups in `moved`, and its id now resolves to
+    /// `into`.
     ContactMerged {
         into: Uuid,
         moved: Moved,
     },
-    /// `from` was merged into this contact, bringing `moved`.
+    /// `from` was merged into this contact, bringing `moved`; the groups in it are the ones this
+    /// contact joined in its place.
     ContactAbsorbed {
         from: Uuid,
         moved: Moved,
     },
-    /// The merge into `from` was undone: the identifiers in `moved` came back.
+    /// The merge into `from` was undone: the identifiers in `moved` came back, and the contact
+    /// rejoined the groups in it.
     ContactUnmerged {
         from: Uuid,
         moved: Moved,
     },
-    /// `from` was split off again, taking `moved` back with it.
+    /// `from` was split off again, taking `moved` back with it; this contact left the groups in
+    /// it.
     ContactSplit {
         from: Uuid,
         moved: Moved,
@@ -263,6 +267,9 @@ pub struct Moved {
     pub tags: Vec<Tag>,
     #[serde(default)]
     pub custom_fields: BTreeMap<String, Personal<CustomFieldValue>>,
+    /// Groups the contact of the event left or joined (see each event), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Uuid>,
 }
 
 /// How an identity conflict ended.
@@ -396,7 +403,10 @@ mod tests {
             },
             ContactEvent::ContactMerged {
                 into: Uuid::nil(),
-                moved: Moved::default(),
+                moved: Moved {
+                    groups: vec![Uuid::from_u128(3)],
+                    ..Moved::default()
+                },
             },
             ContactEvent::ContactAbsorbed {
                 from: Uuid::nil(),

@@ -366,10 +366,22 @@ pub struct ContactDetail {
     /// Every status change, oldest first: `{from, to, reason, actor, at}`.
     #[schema(value_type = Vec<Object>)]
     pub status_history: serde_json::Value,
+    /// The groups the contact is a member of, by name.
+    #[sqlx(json)]
+    pub groups: Vec<ContactGroup>,
     pub erased_at: Option<DateTime<Utc>>,
     /// The id asked for, when it was merged into this contact (it resolves here).
     #[sqlx(default)]
     pub resolved_from: Option<Uuid>,
+}
+
+/// A group a contact is a member of.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ContactGroup {
+    pub group_id: Uuid,
+    pub name: String,
+    /// `#rrggbb`.
+    pub colour: Option<String>,
 }
 
 /// `?as_of=` of a contact.
@@ -416,9 +428,12 @@ pub async fn detail(
         let contact = as_of_contact(&state, caller.org_id, path.into_inner(), as_of).await?;
         return Ok(HttpResponse::Ok().json(contact));
     }
-    state
-        .settle(token, &[PROJECTION, crate::custom_fields::PROJECTION])
-        .await?;
+    let projections = [
+        PROJECTION,
+        crate::custom_fields::PROJECTION,
+        crate::groups::PROJECTION,
+    ];
+    state.settle(token, &projections).await?;
     let asked = path.into_inner();
     let contact_id = resolve(&state, caller.org_id, asked).await?;
     let contact: Option<ContactDetail> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -429,7 +444,16 @@ pub async fn detail(
                  FROM jsonb_each(c.custom_fields) e
                  WHERE e.key IN (SELECT f.key FROM rm_custom_fields f
                                  WHERE f.org_id = c.org_id)) AS custom_fields,
-                status_history, erased_at
+                status_history,
+                (SELECT coalesce(jsonb_agg(jsonb_build_object('group_id', g.group_id,
+                                                              'name', g.name,
+                                                              'colour', g.colour)
+                                           ORDER BY lower(g.name), g.group_id), '[]')
+                 FROM rm_group_members m
+                 JOIN rm_groups g ON g.org_id = m.org_id AND g.group_id = m.group_id
+                 WHERE m.org_id = c.org_id AND m.contact_id = c.contact_id
+                   AND NOT g.deleted) AS groups,
+                erased_at
          FROM rm_contacts c WHERE org_id = $1 AND contact_id = $2"
     )))
     .bind(caller.org_id)

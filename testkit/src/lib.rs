@@ -69,7 +69,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             auth: AuthSettings {
-                access_wait: Duration::from_secs(10),
+                read_model_wait: Duration::from_secs(10),
                 ..AuthSettings::default()
             },
             projections: None,
@@ -86,7 +86,7 @@ impl TestStack {
     pub async fn spawn_with(auth: AuthSettings) -> TestStack {
         Self::spawn_with_options(Options {
             auth: AuthSettings {
-                access_wait: Duration::from_secs(10),
+                read_model_wait: Duration::from_secs(10),
                 ..auth
             },
             ..Options::default()

@@ -538,3 +538,164 @@ async fn a_contact_not_yet_projected_can_be_added() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
 }
+
+/// The members of each group (sorted ids) and its count, read at `token`.
+async fn memberships(
+    stack: &TestStack,
+    who: &As,
+    org: Uuid,
+    groups: &[&str],
+    token: &Value,
+) -> Vec<(Vec<String>, i64)> {
+    let mut all = Vec::new();
+    for group_id in groups {
+        let page = stack
+            .read(
+                who,
+                org,
+                &format!("/api/v1/groups/{group_id}/contacts"),
+                token,
+            )
+            .await;
+        let mut members: Vec<String> = ids(&page).into_iter().map(str::to_owned).collect();
+        members.sort();
+        let group = stack
+            .read(who, org, &format!("/api/v1/groups/{group_id}"), token)
+            .await;
+        all.push((members, group["member_count"].as_i64().unwrap()));
+    }
+    all
+}
+
+#[tokio::test]
+async fn a_merge_moves_memberships_and_unmerging_takes_back_only_what_it_added() {
+    let (stack, admin, org) = setup().await;
+    let a = contact(&stack, &admin, org, "Ana").await;
+    let b = contact(&stack, &admin, org, "Ana S.").await;
+    let mut groups = Vec::new();
+    for (name, members) in [
+        ("Both", vec![&a, &b]),
+        ("B only", vec![&b]),
+        ("B later", vec![&b]),
+        ("Gone", vec![&b]),
+        ("A only", vec![&a]),
+    ] {
+        let (status, group) = create_group(&stack, &admin, org, json!({"name": name})).await;
+        assert_eq!(status, StatusCode::CREATED, "{group}");
+        let group_id = group["group_id"].as_str().unwrap().to_owned();
+        let (status, body) = stack
+            .call(
+                Method::POST,
+                &format!("/api/v1/groups/{group_id}/contacts"),
+                &admin,
+                Some(org),
+                Some(json!({"contact_ids": members})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        groups.push(group_id);
+    }
+    let [both, b_only, b_later, gone, a_only] = [0, 1, 2, 3, 4].map(|i| groups[i].as_str());
+
+    // Straight after the last membership write: the merge must still see it.
+    let (status, merged) = stack
+        .call(
+            Method::POST,
+            &format!("/api/v1/contacts/{a}/merge"),
+            &admin,
+            Some(org),
+            Some(json!({"source": b})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{merged}");
+    let token = &merged["consistency_token"];
+    let only_a = (vec![a.clone()], 1);
+    assert_eq!(
+        memberships(
+            &stack,
+            &admin,
+            org,
+            &groups.iter().map(String::as_str).collect::<Vec<_>>(),
+            token
+        )
+        .await,
+        vec![only_a.clone(); 5],
+        "B left every group and A is in each once"
+    );
+    let contact = stack
+        .read(&admin, org, &format!("/api/v1/contacts/{a}"), token)
+        .await;
+    assert_eq!(contact["groups"].as_array().unwrap().len(), 5, "{contact}");
+    // A merged contact joins no group: it resolves to A, who is there already.
+    let (status, body) = stack
+        .call(
+            Method::POST,
+            &format!("/api/v1/groups/{a_only}/contacts"),
+            &admin,
+            Some(org),
+            Some(json!({"contact_ids": [b]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains(&b), "{body}");
+
+    // Since the merge: A left "B later" by hand, and "Gone" was deleted.
+    let (status, body) = stack
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/groups/{b_later}/contacts/{a}"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = stack
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/groups/{gone}"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, unmerged) = stack
+        .call(
+            Method::POST,
+            &format!("/api/v1/contacts/{b}/unmerge"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{unmerged}");
+    let token = &unmerged["consistency_token"];
+    let mut a_and_b = vec![a.clone(), b.clone()];
+    a_and_b.sort();
+    assert_eq!(
+        memberships(&stack, &admin, org, &[both, b_only, b_later, a_only], token).await,
+        vec![
+            (a_and_b, 2),
+            (vec![b.clone()], 1),
+            (vec![b.clone()], 1),
+            (vec![a.clone()], 1),
+        ],
+        "B is back where it was; A kept only the groups it had before the merge"
+    );
+    let (status, _) = stack
+        .call(
+            Method::GET,
+            &format!("/api/v1/groups/{gone}"),
+            &admin,
+            Some(org),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a deleted group stays deleted"
+    );
+}

@@ -1,9 +1,14 @@
 //! Merging a duplicate contact into another, and undoing it.
 //!
-//! Merging B into A moves B's identifiers that A lacks to A (one identifier has one holder), and
-//! copies B's tags and custom fields that A lacks; B then resolves to A. Nothing is lost: B keeps
-//! what left it in its own `ContactMerged` event, A records what came in `ContactAbsorbed`, and
-//! unmerging gives back exactly what A still holds of it.
+//! Merging B into A moves B's identifiers that A lacks to A (one identifier has one holder),
+//! copies B's tags and custom fields that A lacks, and moves B's group memberships to A (B leaves
+//! every group, A joins those it was not in); B then resolves to A. Nothing is lost: B keeps what
+//! left it in its own `ContactMerged` event, A records what came in `ContactAbsorbed`, and
+//! unmerging gives back exactly what A still holds of it and puts B back in the groups it left
+//! that still exist.
+//!
+//! Memberships are the groups' to record: the contact decides which groups move, and the command
+//! side appends the groups' own events with the contacts'.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,11 +25,16 @@ pub struct MovedClear {
     pub identities: BTreeMap<Identity, String>,
     pub tags: BTreeSet<Tag>,
     pub custom_fields: BTreeMap<String, CustomFieldValue>,
+    /// Groups left or joined (see [`ContactEvent`]'s merge events).
+    pub groups: BTreeSet<Uuid>,
 }
 
 impl MovedClear {
     pub fn is_empty(&self) -> bool {
-        self.identities.is_empty() && self.tags.is_empty() && self.custom_fields.is_empty()
+        self.identities.is_empty()
+            && self.tags.is_empty()
+            && self.custom_fields.is_empty()
+            && self.groups.is_empty()
     }
 
     pub fn sealed(&self) -> Moved {
@@ -40,6 +50,7 @@ impl MovedClear {
                 .iter()
                 .map(|(key, value)| (key.clone(), Personal::from(value.clone())))
                 .collect(),
+            groups: self.groups.iter().copied().collect(),
         }
     }
 
@@ -57,6 +68,7 @@ impl MovedClear {
                 .iter()
                 .filter_map(|(key, value)| Some((key.clone(), value.clear()?.clone())))
                 .collect(),
+            groups: moved.groups.iter().copied().collect(),
         }
     }
 }
@@ -105,11 +117,13 @@ impl Contact {
         Ok(())
     }
 
-    /// This contact (B) merging into `into` (A, as it is now).
+    /// This contact (B) merging into `into` (A, as it is now), leaving the groups it is a
+    /// member of.
     pub(super) fn decide_merge_into(
         &self,
         into: Uuid,
         target: &Contact,
+        member_of: &BTreeSet<Uuid>,
     ) -> Result<Vec<ContactEvent>, ContactError> {
         if self.id == Some(into) {
             return Err(ContactError::MergeWithItself);
@@ -134,6 +148,7 @@ impl Contact {
                 .filter(|(key, _)| !target.custom_fields.contains_key(*key))
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect(),
+            groups: member_of.clone(),
         };
         Ok(vec![ContactEvent::ContactMerged {
             into,
@@ -141,21 +156,32 @@ impl Contact {
         }])
     }
 
-    /// This contact (A) taking in what `from` (B) brings.
+    /// This contact (A) taking in what `from` (B) brings, joining the groups B left that it is
+    /// not a member of already.
     pub(super) fn decide_absorb(
         &self,
         from: Uuid,
         moved: &MovedClear,
+        member_of: &BTreeSet<Uuid>,
     ) -> Result<Vec<ContactEvent>, ContactError> {
         self.mergeable()?;
+        let taken = MovedClear {
+            groups: moved.groups.difference(member_of).copied().collect(),
+            ..moved.clone()
+        };
         Ok(vec![ContactEvent::ContactAbsorbed {
             from,
-            moved: moved.sealed(),
+            moved: taken.sealed(),
         }])
     }
 
-    /// This contact (A) giving back what it still holds of `from` (B).
-    pub(super) fn decide_split(&self, from: Uuid) -> Result<Vec<ContactEvent>, ContactError> {
+    /// This contact (A) giving back what it still holds of `from` (B), and leaving the groups it
+    /// joined in the merge that it is still a member of.
+    pub(super) fn decide_split(
+        &self,
+        from: Uuid,
+        member_of: &BTreeSet<Uuid>,
+    ) -> Result<Vec<ContactEvent>, ContactError> {
         let absorbed = self.absorbed.get(&from).ok_or(ContactError::NotMerged)?;
         let back = MovedClear {
             identities: absorbed
@@ -171,6 +197,7 @@ impl Contact {
                 .filter(|(key, value)| self.custom_fields.get(*key) == Some(*value))
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect(),
+            groups: absorbed.groups.intersection(member_of).copied().collect(),
         };
         Ok(vec![ContactEvent::ContactSplit {
             from,
@@ -178,15 +205,21 @@ impl Contact {
         }])
     }
 
-    /// This contact (B) standing on its own again, with `back` (what A gave back).
+    /// This contact (B) standing on its own again, with `back` (what A gave back), rejoining the
+    /// groups it left in the merge that still exist.
     pub(super) fn decide_unmerge(
         &self,
         back: &MovedClear,
+        existing: &BTreeSet<Uuid>,
     ) -> Result<Vec<ContactEvent>, ContactError> {
         let from = self.merged_into.ok_or(ContactError::NotMerged)?;
+        let returned = MovedClear {
+            groups: self.groups_left.intersection(existing).copied().collect(),
+            ..back.clone()
+        };
         Ok(vec![ContactEvent::ContactUnmerged {
             from,
-            moved: back.sealed(),
+            moved: returned.sealed(),
         }])
     }
 
@@ -197,6 +230,7 @@ impl Contact {
                 for kind in moved.identities.keys() {
                     self.set_identity(*kind, None);
                 }
+                self.groups_left = moved.groups;
                 self.merged_into = Some(*into);
             }
             ContactEvent::ContactAbsorbed { from, moved } => {
@@ -213,6 +247,7 @@ impl Contact {
                 for (kind, value) in &moved.identities {
                     self.set_identity(*kind, Some(value));
                 }
+                self.groups_left.clear();
                 self.merged_into = None;
             }
             ContactEvent::ContactSplit { from, moved } => {

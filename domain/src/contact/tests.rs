@@ -732,7 +732,13 @@ fn identity_conflicts_are_kept_until_resolved_once() {
 #[test]
 fn merging_moves_missing_identifiers_and_unmerging_gives_back_what_is_left() {
     const GRACE: Uuid = Uuid::from_u128(2);
-    // A has an email; B has another email, a phone and a tag A lacks.
+    const BOTH: Uuid = Uuid::from_u128(70);
+    const B_ONLY: Uuid = Uuid::from_u128(71);
+    const GONE: Uuid = Uuid::from_u128(72);
+    // A has an email; B has another email, a phone and a tag A lacks. B is in three groups, A in
+    // one of them.
+    let b_groups = BTreeSet::from([BOTH, B_ONLY, GONE]);
+    let a_groups = BTreeSet::from([BOTH]);
     let a = given(&created());
     let mut b_new = new_contact();
     b_new.contact_id = GRACE;
@@ -753,6 +759,7 @@ fn merging_moves_missing_identifiers_and_unmerging_gives_back_what_is_left() {
         b.decide(ContactCommand::MergeInto {
             into: GRACE,
             target: Box::new(a_only_email.clone()),
+            member_of: b_groups.clone(),
         }),
         Err(ContactError::MergeWithItself)
     );
@@ -760,6 +767,7 @@ fn merging_moves_missing_identifiers_and_unmerging_gives_back_what_is_left() {
         .decide(ContactCommand::MergeInto {
             into: ADA,
             target: Box::new(a_only_email.clone()),
+            member_of: b_groups.clone(),
         })
         .expect("merges");
     let ContactEvent::ContactMerged { moved, .. } = &merged[0] else {
@@ -772,11 +780,13 @@ fn merging_moves_missing_identifiers_and_unmerging_gives_back_what_is_left() {
         BTreeMap::from([(Identity::Whatsapp, "+351911111111".to_owned())])
     );
     assert!(moved.tags.contains(&tag("imported")));
+    assert_eq!(moved.groups, b_groups, "B leaves every group");
 
     let mut b_history = b_history;
     b_history.extend(merged);
     let b = given(&b_history);
     assert_eq!(b.merged_into, Some(ADA));
+    assert_eq!(b.groups_left, b_groups);
     assert!(b.whatsapp.is_none(), "the phone left B");
     assert_eq!(
         b.email,
@@ -795,31 +805,70 @@ fn merging_moves_missing_identifiers_and_unmerging_gives_back_what_is_left() {
         .decide(ContactCommand::Absorb {
             from: GRACE,
             moved: moved.clone(),
+            member_of: a_groups.clone(),
         })
         .expect("absorbs");
+    let ContactEvent::ContactAbsorbed { moved: taken, .. } = &absorbed[0] else {
+        panic!("an absorb event: {absorbed:?}");
+    };
+    assert_eq!(
+        MovedClear::opened(taken).groups,
+        BTreeSet::from([B_ONLY, GONE]),
+        "A joins the groups it was not in"
+    );
     let a = absorbed.iter().fold(a_only_email, Contact::evolve);
     assert_eq!(a.whatsapp, Some(phone("+351911111111")));
     assert!(a.tags.contains(&tag("imported")));
 
+    // Since the merge, someone took A out of GONE's group.
     let split = a
-        .decide(ContactCommand::Split { from: GRACE })
+        .decide(ContactCommand::Split {
+            from: GRACE,
+            member_of: BTreeSet::from([BOTH, B_ONLY]),
+        })
         .expect("splits");
     let ContactEvent::ContactSplit { moved: back, .. } = &split[0] else {
         panic!("a split event: {split:?}");
     };
     let back = MovedClear::opened(back);
-    assert_eq!(back, moved, "A gives back everything it still holds");
+    assert_eq!(
+        back,
+        MovedClear {
+            groups: BTreeSet::from([B_ONLY]),
+            ..moved.clone()
+        },
+        "A gives back everything it still holds, and leaves only the groups it joined"
+    );
     let a = split.iter().fold(a, Contact::evolve);
     assert!(a.whatsapp.is_none());
     assert!(!a.tags.contains(&tag("imported")));
+    // GONE was deleted since the merge.
     let unmerged = b
-        .decide(ContactCommand::Unmerge { back })
+        .decide(ContactCommand::Unmerge {
+            back,
+            existing: BTreeSet::from([BOTH, B_ONLY]),
+        })
         .expect("unmerges");
+    let ContactEvent::ContactUnmerged {
+        moved: returned, ..
+    } = &unmerged[0]
+    else {
+        panic!("an unmerge event: {unmerged:?}");
+    };
+    assert_eq!(
+        MovedClear::opened(returned).groups,
+        BTreeSet::from([BOTH, B_ONLY]),
+        "B rejoins every group it left that still exists"
+    );
     let b = unmerged.iter().fold(b, Contact::evolve);
     assert_eq!(b.merged_into, None);
+    assert!(b.groups_left.is_empty());
     assert_eq!(b.whatsapp, Some(phone("+351911111111")));
     assert_eq!(
-        a.decide(ContactCommand::Split { from: GRACE }),
+        a.decide(ContactCommand::Split {
+            from: GRACE,
+            member_of: BTreeSet::new(),
+        }),
         Err(ContactError::NotMerged)
     );
 }
