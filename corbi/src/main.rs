@@ -59,6 +59,11 @@ pub enum AdminCommand {
     },
 }
 
+/// Events, JSON and sealed fields make many small, short-lived allocations across threads, which
+/// glibc's allocator serves slowly (a third of a contacts replay's CPU went to it).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Two rustls crypto providers are linked in (see reference/crates.md); pick one before any
     // TLS client is built.
