@@ -142,6 +142,34 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// [`Self::read_all`] down to the events whose type is one of `types`: up to `limit` of them
+    /// after `after`, in global order; empty when no such event follows. The events skipped
+    /// between them are not reported, so a reader that goes on from the last event returned
+    /// reads those again. Backends that can filter where the events are stored do; the default
+    /// reads everything and filters.
+    async fn read_all_of_types(
+        &self,
+        mut after: Option<Position>,
+        limit: usize,
+        types: &[&str],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        loop {
+            let batch = self.read_all(after, limit).await?;
+            let complete = batch.len() < limit;
+            let Some(last) = batch.last() else {
+                return Ok(batch);
+            };
+            after = Some(last.position);
+            let kept: Vec<RecordedEvent> = batch
+                .into_iter()
+                .filter(|event| types.contains(&event.event_type.as_str()))
+                .collect();
+            if !kept.is_empty() || complete {
+                return Ok(kept);
+            }
+        }
+    }
+
     /// The version of the stream's last event; `None` if the stream does not exist.
     async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError>;
 

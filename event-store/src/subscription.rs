@@ -18,6 +18,8 @@ pub const POLL_FALLBACK: Duration = Duration::from_millis(500);
 pub struct LogFollower<S: ?Sized> {
     store: Arc<S>,
     after: Option<Position>,
+    /// Only events of these types, when set.
+    types: Option<&'static [&'static str]>,
     wakeups: Option<watch::Receiver<()>>,
     ahead: Option<ReadAhead>,
 }
@@ -40,9 +42,19 @@ impl<S: EventStore + ?Sized> LogFollower<S> {
         Self {
             store,
             after,
+            types: None,
             wakeups,
             ahead: None,
         }
+    }
+
+    /// Follows only the events of `types` ([`EventStore::read_all_of_types`]). Its position is
+    /// then the last such event: for a reader that hands over to one reading everything (a
+    /// replay catching up before the live projector goes on), not for one whose position must
+    /// pass every event.
+    pub fn only(mut self, types: &'static [&'static str]) -> Self {
+        self.types = Some(types);
+        self
     }
 
     /// The position of the last event handed out.
@@ -59,7 +71,7 @@ impl<S: EventStore + ?Sized> LogFollower<S> {
             },
             _ => {
                 self.mark_wakeups_seen();
-                self.store.read_all(self.after, limit).await?
+                read(&*self.store, self.after, limit, self.types).await?
             }
         };
         if let Some(last) = batch.last() {
@@ -75,11 +87,10 @@ impl<S: EventStore + ?Sized> LogFollower<S> {
     /// so an append that lands after this read still wakes [`Self::wait`].
     fn read_ahead(&mut self, limit: usize) {
         self.mark_wakeups_seen();
-        let store = self.store.clone();
-        let after = self.after;
+        let (store, after, types) = (self.store.clone(), self.after, self.types);
         self.ahead = Some(ReadAhead {
             limit,
-            read: tokio::spawn(async move { store.read_all(after, limit).await }),
+            read: tokio::spawn(async move { read(&*store, after, limit, types).await }),
         });
     }
 
@@ -98,6 +109,18 @@ impl<S: EventStore + ?Sized> LogFollower<S> {
             }
             None => self.store.wait_for_append(timeout).await,
         }
+    }
+}
+
+async fn read<S: EventStore + ?Sized>(
+    store: &S,
+    after: Option<Position>,
+    limit: usize,
+    types: Option<&[&str]>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    match types {
+        Some(types) => store.read_all_of_types(after, limit, types).await,
+        None => store.read_all(after, limit).await,
     }
 }
 

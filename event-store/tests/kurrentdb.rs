@@ -80,6 +80,14 @@ async fn read_order() {
     contract::read_order(store).await;
 }
 
+#[tokio::test]
+async fn read_of_types() {
+    let Some((_turn, store)) = store().await else {
+        return;
+    };
+    contract::read_of_types(store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_and_subscribers() {
     let Some((_turn, store)) = store().await else {

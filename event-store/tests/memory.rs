@@ -49,3 +49,8 @@ async fn multi_stream_appends() {
 async fn multi_stream_appends_are_all_or_nothing() {
     contract::multi_stream_appends_are_all_or_nothing(store()).await;
 }
+
+#[tokio::test]
+async fn read_of_types() {
+    contract::read_of_types(store()).await;
+}

@@ -182,3 +182,9 @@ async fn racing_writers_on_one_version() {
         Some(1)
     );
 }
+
+#[tokio::test]
+async fn read_of_types() {
+    let (_db, store) = store().await;
+    contract::read_of_types(store).await;
+}

@@ -21,15 +21,22 @@ pub struct Registered {
 pub(crate) const LIVE_LOCK: i32 = 0x636f_7262;
 pub(crate) const REPLAY_LOCK: i32 = 0x636f_7263;
 
-/// Lets the projector's commits on `conn` return before they are flushed to disk. A read model
-/// is derived from the log: a crash can lose only whole batches (each commits its rows with its
-/// checkpoint), which are projected again from the checkpoint that survived. The log itself and
-/// everything else keep the server's setting.
-pub(crate) async fn defer_flushes(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("SET synchronous_commit = off")
-        .execute(conn)
-        .await
-        .map(drop)
+/// Settings of a projector's own connection (a live projector's or a replay's):
+/// - its commits return before they are flushed to disk. A read model is derived from the log:
+///   a crash can lose only whole batches (each commits its rows with its checkpoint), which are
+///   projected again from the checkpoint that survived. The log itself and everything else keep
+///   the server's setting;
+/// - a batch's sorts (timeline rows in log order, a batch of 10,000 events) stay in memory
+///   instead of spilling to temporary files, and a replay builds its indexes in memory.
+pub(crate) async fn configure_session(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::raw_sql(
+        "SET synchronous_commit = off;
+         SET work_mem = '64MB';
+         SET maintenance_work_mem = '256MB'",
+    )
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 pub(crate) async fn try_lock(

@@ -60,7 +60,7 @@ pub async fn replay<S: EventStore + ?Sized>(
         registry::create_generation(&mut tx, projection, generation).await?;
         tx.commit().await?;
     }
-    registry::defer_flushes(&mut conn).await?;
+    registry::configure_session(&mut conn).await?;
     let total = store.approximate_len().await.ok().flatten();
     let mut rebuild = Rebuild {
         projection,
@@ -122,7 +122,7 @@ struct Rebuild<'p> {
     generation: i32,
     /// The position of the last event applied.
     checkpoint: Position,
-    /// Events read, handled or not.
+    /// Events read: those the projection handles.
     events: u64,
     started: Instant,
     last_log: Instant,
@@ -139,7 +139,14 @@ impl Rebuild<'_> {
         store: &Arc<S>,
     ) -> anyhow::Result<()> {
         let projection = self.projection;
-        let mut follower = LogFollower::new(store.clone(), Some(self.checkpoint));
+        // Every event up to here is visible to the reads below.
+        let head = store.head().await?;
+        // Only the events the projection handles (all when it names none).
+        let follower = LogFollower::new(store.clone(), Some(self.checkpoint));
+        let mut follower = match projection.handles() {
+            [] => follower,
+            handles => follower.only(handles),
+        };
         let mut batch = next_batch(&mut follower, projection).await?;
         while batch.last.is_some() {
             let ((), next) = tokio::try_join!(
@@ -147,6 +154,16 @@ impl Rebuild<'_> {
                 next_batch(&mut follower, projection)
             )?;
             batch = next;
+        }
+        // The events it does not handle up to `head` need no reading either: the live
+        // projector goes on from there.
+        if let Some(head) = head.filter(|head| *head > self.checkpoint) {
+            let skipped = Batch {
+                events: Vec::new(),
+                last: Some(head),
+                read: 0,
+            };
+            self.apply(conn, skipped).await?;
         }
         Ok(())
     }

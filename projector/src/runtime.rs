@@ -112,7 +112,7 @@ async fn lead<S: EventStore + ?Sized>(
     if !registry::try_lock(&mut conn, LIVE_LOCK, projection.name()).await? {
         return Ok(Lead::Standby);
     }
-    registry::defer_flushes(&mut conn).await?;
+    registry::configure_session(&mut conn).await?;
     let registered = registry::registered(&mut conn, projection.name(), RowLock::None).await?;
     let generation = match registered {
         Some(r) if r.code_version == projection.version() => r.generation,

@@ -85,6 +85,53 @@ impl PgEventStore {
     }
 }
 
+impl PgEventStore {
+    /// The log after `after` in global order, only events of `types` when given. Rows are
+    /// decoded as they arrive, so the server keeps sending while this decodes.
+    async fn read_log(
+        &self,
+        after: Option<Position>,
+        limit: usize,
+        types: Option<&[&str]>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let after = after.unwrap_or(Position::START);
+        let client = self.client().await?;
+        let of_types = if types.is_some() {
+            "AND event_type = ANY($4)"
+        } else {
+            ""
+        };
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {SELECT_COLUMNS} FROM events \
+                 WHERE (transaction_id, global_position) > ($1, $2) \
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) {of_types} \
+                 ORDER BY transaction_id, global_position LIMIT $3"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let (commit, prepare, limit) = (
+            Xid8(after.commit),
+            to_i64(after.prepare),
+            to_i64(limit as u64),
+        );
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&commit, &prepare, &limit];
+        if let Some(types) = &types {
+            params.push(types);
+        }
+        let rows = client
+            .query_raw(&statement, params)
+            .await
+            .map_err(pg_error)?;
+        let mut rows = std::pin::pin!(rows);
+        let mut events = Vec::with_capacity((limit as usize).min(READ_ALL_PREALLOCATE));
+        while let Some(row) = rows.try_next().await.map_err(pg_error)? {
+            events.push(recorded_event(&row)?);
+        }
+        Ok(events)
+    }
+}
+
 #[async_trait]
 impl EventStore for PgEventStore {
     fn flushes_earlier_database_commits(&self) -> bool {
@@ -149,35 +196,16 @@ impl EventStore for PgEventStore {
         after: Option<Position>,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let after = after.unwrap_or(Position::START);
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {SELECT_COLUMNS} FROM events \
-                 WHERE (transaction_id, global_position) > ($1, $2) \
-                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY transaction_id, global_position LIMIT $3"
-            ))
-            .await
-            .map_err(pg_error)?;
-        // Rows are decoded as they arrive, so the server keeps sending while this decodes.
-        let rows = client
-            .query_raw(
-                &statement,
-                [
-                    &Xid8(after.commit) as &(dyn ToSql + Sync),
-                    &to_i64(after.prepare),
-                    &to_i64(limit as u64),
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut rows = std::pin::pin!(rows);
-        let mut events = Vec::with_capacity(limit.min(READ_ALL_PREALLOCATE));
-        while let Some(row) = rows.try_next().await.map_err(pg_error)? {
-            events.push(recorded_event(&row)?);
-        }
-        Ok(events)
+        self.read_log(after, limit, None).await
+    }
+
+    async fn read_all_of_types(
+        &self,
+        after: Option<Position>,
+        limit: usize,
+        types: &[&str],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_log(after, limit, Some(types)).await
     }
 
     async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {

@@ -268,6 +268,49 @@ pub async fn read_order<S: EventStore>(store: Arc<S>) {
     assert_eq!(recorded.schema_version, 1);
 }
 
+/// Reading only some event types skips the others, in global order, across batches.
+pub async fn read_of_types<S: EventStore>(store: Arc<S>) {
+    let s = stream("types");
+    let before = store.head().await.unwrap();
+    for n in 0..20_u64 {
+        let kind = if n % 3 == 0 {
+            "ContractWanted"
+        } else {
+            "ContractTested"
+        };
+        let event = NewEvent::new(Uuid::nil(), kind, json!({ "n": n }));
+        store
+            .append(&s, ExpectedVersion::Any, vec![event])
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = before;
+    loop {
+        let batch = store
+            .read_all_of_types(after, 2, &["ContractWanted"])
+            .await
+            .unwrap();
+        assert!(batch.len() <= 2);
+        let Some(last) = batch.last() else { break };
+        after = Some(last.position);
+        seen.extend(batch);
+    }
+    assert!(seen.iter().all(|e| e.event_type == "ContractWanted"));
+    assert!(seen.windows(2).all(|w| w[0].position < w[1].position));
+    let ours: Vec<u64> = seen
+        .iter()
+        .filter(|e| e.stream == s)
+        .map(|e| e.data["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ours, [0, 3, 6, 9, 12, 15, 18]);
+    let none = store
+        .read_all_of_types(before, 10, &["ContractNeverWritten"])
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
 async fn read_everything_after<S: EventStore + ?Sized>(
     store: &S,
     mut after: Option<Position>,
