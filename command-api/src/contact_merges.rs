@@ -79,8 +79,9 @@ async fn two_contacts(
         let groups = groups::load_some(state, caller.org_id, &group_ids(&one, &two)).await?;
         let first_events = one.decide(first_command(&two, &groups)).map_err(rejected)?;
         let one_after = first_events.iter().fold(one.clone(), Contact::evolve);
-        let leaves = moved_of(&first_events).groups;
-        let second_command = second_command(moved_of(&first_events), &groups);
+        let moved = moved_of(&first_events);
+        let leaves = moved.groups.clone();
+        let second_command = second_command(moved, &groups);
         let second_events = two.decide(second_command).map_err(rejected)?;
         let two_after = second_events.iter().fold(two.clone(), Contact::evolve);
         let joins = moved_of(&second_events).groups;

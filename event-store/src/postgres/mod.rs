@@ -83,9 +83,7 @@ impl PgEventStore {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
-}
 
-impl PgEventStore {
     /// The log after `after` in global order, only events of `types` when given. Rows are
     /// decoded as they arrive, so the server keeps sending while this decodes.
     async fn read_log(
