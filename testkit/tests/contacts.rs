@@ -747,6 +747,24 @@ async fn a_taken_identifier_is_recorded_as_a_conflict_and_can_be_moved() {
     assert_eq!(status, StatusCode::CONFLICT);
 }
 
+/// How many `ContactCreated` events the contact's timeline shows, read at `token`.
+async fn creations_in_timeline(
+    stack: &TestStack,
+    who: &As,
+    org: Uuid,
+    contact_id: &str,
+    token: &Value,
+) -> usize {
+    let path = format!("/api/v1/contacts/{contact_id}/timeline");
+    let timeline = stack.read(who, org, &path, token).await;
+    timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "ContactCreated")
+        .count()
+}
+
 #[tokio::test]
 async fn merging_a_duplicate_moves_its_identifiers_and_history_and_unmerging_restores_both() {
     let (stack, admin, org) = setup().await;
@@ -802,20 +820,7 @@ async fn merging_a_duplicate_moves_its_identifiers_and_history_and_unmerging_res
     assert_eq!(b_view["resolved_from"], b_id);
     let list = stack.read(&admin, org, "/api/v1/contacts", token).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
-    let timeline = stack
-        .read(
-            &admin,
-            org,
-            &format!("/api/v1/contacts/{a_id}/timeline"),
-            token,
-        )
-        .await;
-    let created = timeline["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "ContactCreated")
-        .count();
+    let created = creations_in_timeline(&stack, &admin, org, &a_id, token).await;
     assert_eq!(created, 2, "B's history shows in A's timeline");
     // The moved phone is A's now.
     let (status, body) = create(
@@ -863,20 +868,7 @@ async fn merging_a_duplicate_moves_its_identifiers_and_history_and_unmerging_res
     assert_eq!(b["email"], "ana.s@example.com");
     let list = stack.read(&admin, org, "/api/v1/contacts", token).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
-    let timeline = stack
-        .read(
-            &admin,
-            org,
-            &format!("/api/v1/contacts/{a_id}/timeline"),
-            token,
-        )
-        .await;
-    let created = timeline["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "ContactCreated")
-        .count();
+    let created = creations_in_timeline(&stack, &admin, org, &a_id, token).await;
     assert_eq!(created, 1, "B's history went back");
     let (status, _) = stack
         .call(
