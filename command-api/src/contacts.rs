@@ -217,17 +217,28 @@ pub(crate) async fn sealed(
     contact_id: Uuid,
     metadata: &Metadata,
 ) -> Result<Vec<NewEvent>, ApiError> {
-    let metadata = Metadata {
-        subject: Some(contact_id),
-        ..metadata.clone()
-    };
-    let mut encoded = encode(events, org_id, &metadata)?;
+    let mut encoded = encoded_for(events, org_id, contact_id, metadata)?;
     state
         .data_keys
         .seal_events(&mut encoded)
         .await
         .map_err(|e| keys_error(e, "sealing contact events"))?;
     Ok(encoded)
+}
+
+/// The contact's events encoded for `org_id`, naming the contact as their subject (whose key
+/// seals them).
+fn encoded_for(
+    events: &[ContactEvent],
+    org_id: Uuid,
+    contact_id: Uuid,
+    metadata: &Metadata,
+) -> Result<Vec<NewEvent>, ApiError> {
+    let metadata = Metadata {
+        subject: Some(contact_id),
+        ..metadata.clone()
+    };
+    encode(events, org_id, &metadata)
 }
 
 fn keys_error(error: event_store::data_keys::DataKeyError, doing: &'static str) -> ApiError {
@@ -477,8 +488,9 @@ pub enum Created {
 }
 
 /// Validates `input` and creates contact `contact_id` in `org_id`, its identifiers claimed in the
-/// same append: the one way contacts are made (the endpoint, imports). Field errors are
-/// `ApiError::Validation`, a taken identifier `ApiError::Taken`.
+/// same append: the one way contacts are made (the endpoint, imports; an import's batches through
+/// [`creations`] and [`append_creations`] too). Field errors are `ApiError::Validation`, a taken
+/// identifier `ApiError::Taken`.
 pub async fn create_contact(
     state: &CommandState,
     org_id: Uuid,
@@ -490,19 +502,9 @@ pub async fn create_contact(
     let definitions = crate::custom_fields::definitions(state, org_id).await?;
     let new = parse_new_contact(contact_id, input, region.as_deref(), &definitions)
         .map_err(|errors| ApiError::Validation { errors })?;
-    let decided = Contact::default()
-        .decide(ContactCommand::Create(new.clone()))
-        .map_err(rejected)?;
-    let created = decided.iter().fold(Contact::default(), Contact::evolve);
-    let changes = identity_changes(contact_id, &Contact::default(), &created);
-    let events = sealed(state, &decided, org_id, contact_id, metadata).await?;
-    let write = OwnerWrite {
-        org_id,
-        stream: &contact::stream(contact_id),
-        expected: ExpectedVersion::NoStream,
-        events,
-    };
-    match append_with_identities(&*state.store, vec![write], &changes, metadata).await {
+    let full_name = new.full_name.clone();
+    let creations = creations(state, org_id, vec![new], metadata).await?;
+    match append_creations(state, org_id, &creations, metadata).await {
         Ok(results) => match results.last() {
             Some(result) => Ok(Created::New(result.position)),
             None => Err(ApiError::Internal(anyhow::anyhow!(
@@ -512,12 +514,90 @@ pub async fn create_contact(
         // Only a derived id can exist already: a retry, or a key reused for something else.
         Err(IdentityError::OwnerMoved) => {
             let (existing, _) = load(state, org_id, contact_id).await?;
-            let same = existing.full_name == Some(new.full_name)
-                && existing.identities() == created.identities();
+            let same = existing.full_name == Some(full_name)
+                && creations
+                    .first()
+                    .is_some_and(|c| existing.identities() == c.identities);
             Ok(Created::Existing(same))
         }
         Err(error) => Err(identity_error(error)),
     }
+}
+
+/// A new contact decided and sealed, ready for [`append_creations`].
+pub(crate) struct Creation {
+    pub contact_id: Uuid,
+    /// Its identifiers, as the reservations name them.
+    pub identities: Vec<(Identity, String)>,
+    changes: Vec<IdentityChange>,
+    events: Vec<NewEvent>,
+}
+
+/// Decides the creation of each of `contacts` and seals their events (all their data keys made
+/// in one round trip).
+pub(crate) async fn creations(
+    state: &CommandState,
+    org_id: Uuid,
+    contacts: Vec<NewContact>,
+    metadata: &Metadata,
+) -> Result<Vec<Creation>, ApiError> {
+    let mut creations = Vec::with_capacity(contacts.len());
+    let mut sealing = Vec::new();
+    for new in contacts {
+        let contact_id = new.contact_id;
+        let decided = Contact::default()
+            .decide(ContactCommand::Create(new))
+            .map_err(rejected)?;
+        let created = decided.iter().fold(Contact::default(), Contact::evolve);
+        let events = encoded_for(&decided, org_id, contact_id, metadata)?;
+        creations.push(Creation {
+            contact_id,
+            identities: created.identities(),
+            changes: identity_changes(contact_id, &Contact::default(), &created),
+            events: Vec::new(),
+        });
+        sealing.push(events);
+    }
+    let mut all: Vec<NewEvent> = sealing.iter().flatten().cloned().collect();
+    state
+        .data_keys
+        .seal_events(&mut all)
+        .await
+        .map_err(|e| keys_error(e, "sealing contact events"))?;
+    let mut sealed = all.into_iter();
+    for (creation, events) in creations.iter_mut().zip(&sealing) {
+        creation.events = sealed.by_ref().take(events.len()).collect();
+    }
+    Ok(creations)
+}
+
+/// Appends `creations` of `org_id` with their identifiers in one write: all of them or none.
+/// One result per creation, in order.
+pub(crate) async fn append_creations(
+    state: &CommandState,
+    org_id: Uuid,
+    creations: &[Creation],
+    metadata: &Metadata,
+) -> Result<Vec<event_store::AppendResult>, IdentityError> {
+    let streams: Vec<String> = creations
+        .iter()
+        .map(|c| contact::stream(c.contact_id))
+        .collect();
+    let writes = creations
+        .iter()
+        .zip(&streams)
+        .map(|(creation, stream)| OwnerWrite {
+            org_id,
+            stream,
+            expected: ExpectedVersion::NoStream,
+            events: creation.events.clone(),
+        })
+        .collect();
+    let changes: Vec<IdentityChange> = creations
+        .iter()
+        .flat_map(|c| c.changes.iter().cloned())
+        .collect();
+    append_with_identities(&*state.store, writes, &changes, metadata).await
 }
 
 /// Change a contact's name, identifiers, notes, tags, custom fields or channel flags (staff).

@@ -38,7 +38,10 @@
 //! (`updated`; tags are added, never removed). Either way a row must be a valid new contact
 //! first, so a row without a name is rejected even when it would update.
 //!
-//! **Order and duplicates.** Rows run [`CONCURRENCY`] at a time, but a row that
+//! **Order and duplicates.** Rows run in batches of [`CHUNK`]: the new contacts of a batch are
+//! created in one append (their identifiers claimed in it, all or none), and a row that append
+//! cannot take — an identifier held by an existing contact, a contact made by an earlier run —
+//! goes alone, [`CONCURRENCY`] at a time, as `create_contact` would take it. A row that
 //! shares an identifier with an earlier row of the file runs after it, so what happens is what
 //! would happen row by row: a later row with an earlier row's email is a duplicate of the contact
 //! that row made (its error says `duplicates row N`), or becomes a new contact if the earlier row

@@ -66,19 +66,41 @@ impl DataKeys {
         self
     }
 
-    /// The subject's key, created on first use, in one round trip. Two concurrent creators
-    /// agree on one key: the second insert does nothing and reads the row that won (on a second
-    /// look when it committed after this statement's snapshot).
-    #[tracing::instrument(skip(self))]
+    /// The subject's key, created on first use, in one round trip.
     pub async fn ensure(&self, org_id: Uuid, subject: Uuid) -> Result<DataKey, DataKeyError> {
-        let key = DataKey::generate()?;
-        let wrapped = self
-            .keyring
-            .wrap(&key, org_id, subject)
-            .map_err(|error| DataKeyError::Keyring { subject, error })?;
+        let mut keys = self.ensure_all(&[(org_id, subject)]).await?;
+        keys.remove(&subject)
+            .ok_or(DataKeyError::Database(sqlx::Error::RowNotFound))
+    }
+
+    /// The keys of `subjects` (each with its organisation), those missing created, in one
+    /// round trip. Two concurrent creators agree on one key: the second insert does nothing
+    /// and reads the row that won (on a second look when it committed after this statement's
+    /// snapshot).
+    #[tracing::instrument(skip_all, fields(subjects = subjects.len()))]
+    pub async fn ensure_all(
+        &self,
+        subjects: &[(Uuid, Uuid)],
+    ) -> Result<HashMap<Uuid, DataKey>, DataKeyError> {
+        let mut fresh: HashMap<Uuid, (Uuid, DataKey, Vec<u8>)> = HashMap::new();
+        for &(org_id, subject) in subjects {
+            if fresh.contains_key(&subject) {
+                continue;
+            }
+            let key = DataKey::generate()?;
+            let wrapped = self
+                .keyring
+                .wrap(&key, org_id, subject)
+                .map_err(|error| DataKeyError::Keyring { subject, error })?;
+            fresh.insert(subject, (org_id, key, wrapped));
+        }
+        let (ids, orgs, wrapped): (Vec<Uuid>, Vec<Uuid>, Vec<&[u8]>) = fresh
+            .iter()
+            .map(|(subject, (org_id, _, wrapped))| (*subject, *org_id, wrapped.as_slice()))
+            .collect();
         // `synchronous_commit` for this statement's own transaction: `off` does not wait for
         // the flush (see `flushed_by_log`), otherwise the server's setting.
-        let row: Option<KeyRow> = sqlx::query_as(
+        let rows: Vec<(Uuid, Uuid, Option<Vec<u8>>)> = sqlx::query_as(
             "WITH flush AS (
                  SELECT set_config('synchronous_commit',
                                    CASE WHEN $4 THEN current_setting('synchronous_commit')
@@ -86,29 +108,55 @@ impl DataKeys {
                                    true)
              ), created AS (
                  INSERT INTO data_keys (subject_id, org_id, wrapped_key)
-                 SELECT $1, $2, $3 FROM flush
+                 SELECT k.subject_id, k.org_id, k.wrapped_key
+                 FROM flush, unnest($1::uuid[], $2::uuid[], $3::bytea[])
+                             AS k(subject_id, org_id, wrapped_key)
                  ON CONFLICT (subject_id) DO NOTHING
-                 RETURNING org_id, wrapped_key
+                 RETURNING subject_id, org_id, wrapped_key
              )
-             SELECT org_id, wrapped_key FROM created
+             SELECT subject_id, org_id, wrapped_key FROM created
              UNION ALL
-             SELECT org_id, wrapped_key FROM data_keys
-             WHERE subject_id = $1 AND NOT EXISTS (SELECT 1 FROM created)",
+             SELECT subject_id, org_id, wrapped_key FROM data_keys
+             WHERE subject_id = ANY($1)
+               AND subject_id NOT IN (SELECT subject_id FROM created)",
         )
-        .bind(subject)
-        .bind(org_id)
+        .bind(&ids)
+        .bind(&orgs)
         .bind(&wrapped)
         .bind(!self.flushed_by_log)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        match row {
-            Some((_, Some(stored))) if stored == wrapped => Ok(key),
-            Some(row) => self.key_of(org_id, subject, row),
-            None => match self.row(subject).await? {
-                Some(row) => self.key_of(org_id, subject, row),
-                None => Err(DataKeyError::Database(sqlx::Error::RowNotFound)),
-            },
+        let mut stored: HashMap<Uuid, KeyRow> = rows
+            .into_iter()
+            .map(|(subject, org_id, wrapped)| (subject, (org_id, wrapped)))
+            .collect();
+        let unseen: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !stored.contains_key(id))
+            .copied()
+            .collect();
+        if !unseen.is_empty() {
+            let late: Vec<(Uuid, Uuid, Option<Vec<u8>>)> = sqlx::query_as(
+                "SELECT subject_id, org_id, wrapped_key FROM data_keys WHERE subject_id = ANY($1)",
+            )
+            .bind(&unseen)
+            .fetch_all(&self.pool)
+            .await?;
+            stored.extend(
+                late.into_iter()
+                    .map(|(subject, org_id, wrapped)| (subject, (org_id, wrapped))),
+            );
         }
+        let mut keys = HashMap::with_capacity(fresh.len());
+        for (subject, (org_id, key, wrapped)) in fresh {
+            let key = match stored.remove(&subject) {
+                Some((_, Some(row))) if row == wrapped => key,
+                Some(row) => self.key_of(org_id, subject, row)?,
+                None => return Err(DataKeyError::Database(sqlx::Error::RowNotFound)),
+            };
+            keys.insert(subject, key);
+        }
+        Ok(keys)
     }
 
     /// The subject's key; `None` when they never had one or it was erased.
@@ -209,26 +257,26 @@ impl DataKeys {
         self.seal_events(std::slice::from_mut(event)).await
     }
 
-    /// [`Self::seal_event`] for several events, with one key lookup per subject.
+    /// [`Self::seal_event`] for several events, with one key lookup for all their subjects.
     pub async fn seal_events(&self, events: &mut [NewEvent]) -> Result<(), DataKeyError> {
-        let mut keys: HashMap<Uuid, DataKey> = HashMap::new();
+        let mut subjects = Vec::new();
+        for event in events.iter() {
+            if personal::has_personal(&event.data) {
+                subjects.push((event.org_id, subject_of_new(event)?));
+            }
+        }
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        let keys = self.ensure_all(&subjects).await?;
         for event in events.iter_mut() {
             if !personal::has_personal(&event.data) {
                 continue;
             }
-            let subject = event
-                .metadata
-                .subject
-                .ok_or_else(|| DataKeyError::NoSubject {
-                    event_id: event.event_id,
-                    event_type: event.event_type.clone(),
-                })?;
-            let key = match keys.entry(subject) {
-                std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(self.ensure(event.org_id, subject).await?)
-                }
-            };
+            let subject = subject_of_new(event)?;
+            let key = keys
+                .get(&subject)
+                .ok_or(DataKeyError::Database(sqlx::Error::RowNotFound))?;
             personal::seal(&mut event.data, subject, key)?;
         }
         Ok(())
@@ -262,11 +310,20 @@ impl DataKeys {
 
 /// Sealed data is only ever written for a subject; without one the event cannot be opened.
 fn subject_of(event: &RecordedEvent) -> Result<Uuid, DataKeyError> {
-    event
-        .metadata
-        .subject
-        .ok_or_else(|| DataKeyError::NoSubject {
-            event_id: event.event_id,
-            event_type: event.event_type.clone(),
-        })
+    named_subject(event.metadata.subject, event.event_id, &event.event_type)
+}
+
+fn subject_of_new(event: &NewEvent) -> Result<Uuid, DataKeyError> {
+    named_subject(event.metadata.subject, event.event_id, &event.event_type)
+}
+
+fn named_subject(
+    subject: Option<Uuid>,
+    event_id: Uuid,
+    event_type: &str,
+) -> Result<Uuid, DataKeyError> {
+    subject.ok_or_else(|| DataKeyError::NoSubject {
+        event_id,
+        event_type: event_type.to_owned(),
+    })
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
+use domain::contact::NewContact;
+use domain::custom_fields::CustomFields;
 use domain::reservation::Reservation;
 use event_store::EventStore;
 use events::contact::Identity;
@@ -21,9 +23,14 @@ use uuid::Uuid;
 use super::OnDuplicate;
 use super::checks::Checked;
 use super::file::Row;
+use super::job::Claimed;
 use super::worker::CONCURRENCY;
 use crate::CommandState;
-use crate::contacts::{self, CreateContact, Created, UpdateContact, create_contact};
+use crate::contacts::{
+    self, CreateContact, Created, Creation, UpdateContact, append_creations, create_contact,
+    creations, parse_new_contact,
+};
+use crate::identities::IdentityError;
 
 /// What became of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +105,13 @@ const RETRIES: [Duration; 3] = [
     Duration::from_secs(3),
 ];
 
+/// How often a batch is tried again without a row whose identifier turned out to be taken,
+/// before the rest of it goes a row at a time.
+const BATCH_RETRIES: usize = 3;
+
+/// A row as the worker hands it over: the row, what it asks for and how it checked out.
+pub type Item<'a> = (&'a Row, &'a Result<CreateContact, FieldError>, &'a Checked);
+
 /// What the rows of one job share.
 pub struct RowContext {
     pub state: web::Data<CommandState>,
@@ -110,17 +124,23 @@ pub struct RowContext {
     caller: Caller,
     /// The row each contact of this import comes from, to name it in duplicates.
     rows_by_contact: HashMap<Uuid, i32>,
+    /// The organisation's default phone region and custom fields, as the rows were checked.
+    region: Option<String>,
+    definitions: Arc<CustomFields>,
 }
 
 impl RowContext {
+    /// The context of `job`'s `rows`, checked with the organisation's default phone `region`
+    /// and custom field `definitions`.
     pub fn new(
         state: web::Data<CommandState>,
-        org_id: Uuid,
-        import_id: Uuid,
-        on_duplicate: OnDuplicate,
-        metadata: Metadata,
+        job: &Claimed,
         rows: &[Row],
+        region: Option<String>,
+        definitions: Arc<CustomFields>,
     ) -> RowContext {
+        let (org_id, import_id) = (job.org_id, job.import_id);
+        let (on_duplicate, metadata) = (job.on_duplicate, job.metadata.clone());
         let caller = Caller {
             org_id,
             role: Role::Staff,
@@ -145,6 +165,8 @@ impl RowContext {
                 .iter()
                 .map(|row| (row_contact_id(import_id, row.number), row.number))
                 .collect(),
+            region,
+            definitions,
         }
     }
 
@@ -154,6 +176,98 @@ impl RowContext {
             Some(row) => FieldError::new(field, format!("duplicates row {row}")),
             None => FieldError::new(field, format!("belongs to contact {holder}")),
         }
+    }
+
+    /// Imports `items`, rows that share no identifier: the new contacts among them created in
+    /// one append, and whatever that append cannot take (a duplicate, a contact made by an
+    /// earlier run) a row at a time through [`Self::import`], so the report is the same as if
+    /// every row had gone alone. `Err` when the system stays unavailable.
+    pub async fn import_batch(&self, items: &[Item<'_>]) -> Result<Vec<Report>, Unavailable> {
+        let mut reports = Vec::with_capacity(items.len());
+        let mut batch = Vec::new();
+        let mut alone = Vec::new();
+        for (index, (row, input, checked)) in items.iter().enumerate() {
+            let input = match input {
+                Ok(input) if checked.errors.is_empty() => input,
+                _ => {
+                    reports.push(Report::rejected(row, checked.errors.clone()));
+                    continue;
+                }
+            };
+            let contact_id = row_contact_id(self.import_id, row.number);
+            let region = self.region.as_deref();
+            match parse_new_contact(contact_id, input.clone(), region, &self.definitions) {
+                Ok(new) => batch.push((index, new)),
+                Err(_) => alone.push(index),
+            }
+        }
+        reports.extend(self.create_at_once(items, batch, &mut alone).await);
+        let one_by_one = alone.into_iter().filter_map(|index| {
+            let (row, input, checked) = items.get(index)?;
+            Some(self.import(row, input, checked))
+        });
+        let rest: Vec<Report> = futures::stream::iter(one_by_one)
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        reports.extend(rest);
+        Ok(reports)
+    }
+
+    /// Creates the contacts of `batch` (indexes into `items`) in one append; the reports of
+    /// those created, the indexes of the others added to `alone`. A row whose identifier is
+    /// taken leaves the batch, which is tried again without it a few times.
+    async fn create_at_once(
+        &self,
+        items: &[Item<'_>],
+        batch: Vec<(usize, NewContact)>,
+        alone: &mut Vec<usize>,
+    ) -> Vec<Report> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let (mut indexes, contacts): (Vec<usize>, Vec<NewContact>) = batch.into_iter().unzip();
+        let mut made: Vec<Creation> =
+            match creations(&self.state, self.org_id, contacts, &self.metadata).await {
+                Ok(made) => made,
+                Err(_) => {
+                    alone.extend(indexes);
+                    return Vec::new();
+                }
+            };
+        for _ in 0..=BATCH_RETRIES {
+            let answer = append_creations(&self.state, self.org_id, &made, &self.metadata).await;
+            let taken = match answer {
+                Ok(results) => {
+                    return indexes
+                        .iter()
+                        .zip(&made)
+                        .zip(results)
+                        .filter_map(|((index, creation), result)| {
+                            let (row, _, _) = items.get(*index)?;
+                            Some(Report {
+                                position: Some(result.position),
+                                ..Report::new(row, Outcome::Created, Some(creation.contact_id))
+                            })
+                        })
+                        .collect();
+                }
+                Err(IdentityError::Taken {
+                    identity, value, ..
+                }) => (identity, value),
+                Err(_) => break,
+            };
+            let Some(at) = made.iter().position(|c| c.identities.contains(&taken)) else {
+                break;
+            };
+            made.remove(at);
+            alone.push(indexes.remove(at));
+            if made.is_empty() {
+                return Vec::new();
+            }
+        }
+        alone.extend(indexes);
+        Vec::new()
     }
 
     /// Creates, skips or updates as `row` asks — unless its check found errors — trying again a

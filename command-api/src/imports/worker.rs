@@ -1,5 +1,5 @@
-//! The import worker: claims a queued job, runs its rows [`CONCURRENCY`] at a time and records
-//! progress every [`CHUNK`] rows. `corbi up` and `corbi command-api` run [`run`] beside the
+//! The import worker: claims a queued job, runs its rows in batches of [`CHUNK`] (new contacts
+//! created in one append, the rest a row at a time) and records progress after each batch. `corbi up` and `corbi command-api` run [`run`] beside the
 //! HTTP server; tests call [`run_once`] or [`drain`] instead of waiting.
 
 use std::sync::Arc;
@@ -20,10 +20,12 @@ use super::rows::{DryRun, Report, RowContext};
 use crate::CommandState;
 use crate::contacts::CreateContact;
 
-/// Rows of one job in flight at once.
+/// Rows of one job written one at a time in flight at once.
 pub const CONCURRENCY: usize = 16;
-/// Rows between two progress updates.
+/// Rows written in one append (those it can take) and recorded in one progress update.
 pub const CHUNK: usize = 250;
+/// Batches of [`CHUNK`] rows in flight at once.
+const BATCHES: usize = 3;
 /// How often the worker looks for jobs when no notification wakes it.
 const POLL: Duration = Duration::from_secs(5);
 /// How long a job interrupted after some progress waits before it resumes.
@@ -190,6 +192,7 @@ async fn run_job(
     let definitions = crate::custom_fields::definitions(state, job.org_id)
         .await
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
+    let (rows_region, rows_definitions) = (region.clone(), definitions.clone());
     let Some(csv) = job.csv.clone() else {
         return Err(RunError::Broken("the file is no longer kept".into()));
     };
@@ -218,11 +221,10 @@ async fn run_job(
     .map_err(|e| RunError::Broken(format!("the file {e}")))?;
     let ctx = Arc::new(RowContext::new(
         state.clone(),
-        job.org_id,
-        job.import_id,
-        job.on_duplicate,
-        job.metadata.clone(),
+        job,
         &prepared.rows,
+        rows_region,
+        rows_definitions,
     ));
     let prepared = Arc::new(prepared);
     if job.dry_run {
@@ -252,39 +254,36 @@ async fn import(
     }
     let mut written = job.written;
     for wave in by_wave {
-        // Each row runs as a task of its own, owning what it uses: rows in flight go on (and
-        // give their connections back) while a chunk's progress is recorded, which needs a
-        // connection from the same pool.
-        let rows = wave.into_iter().map(|index| {
+        // Each batch runs as a task of its own, owning what it uses: batches in flight go on
+        // (and give their connections back) while another's progress is recorded, which needs
+        // a connection from the same pool.
+        let batches: Vec<Vec<usize>> = wave.chunks(CHUNK).map(<[usize]>::to_vec).collect();
+        let batches = batches.into_iter().map(|indexes| {
             let ctx = ctx.clone();
             let prepared = prepared.clone();
             tokio::spawn(async move {
-                let row = prepared.rows.get(index);
-                let input = prepared.inputs.get(index);
-                let checked = prepared.checked.get(index);
-                match (row, input, checked) {
-                    (Some(row), Some(input), Some(checked)) => {
-                        ctx.import(row, input, checked).await.map(Some)
-                    }
-                    _ => Ok(None),
-                }
+                let items: Vec<_> = indexes
+                    .iter()
+                    .filter_map(|&index| {
+                        Some((
+                            prepared.rows.get(index)?,
+                            prepared.inputs.get(index)?,
+                            prepared.checked.get(index)?,
+                        ))
+                    })
+                    .collect();
+                ctx.import_batch(&items).await
             })
         });
-        let mut results = futures::stream::iter(rows)
-            .buffer_unordered(CONCURRENCY)
-            .chunks(CHUNK);
-        while let Some(results) = results.next().await {
-            let mut reports = Vec::with_capacity(results.len());
-            let mut unavailable = None;
-            for result in results {
-                match result {
-                    Ok(Ok(report)) => reports.extend(report),
-                    Ok(Err(error)) => unavailable = Some(error.0),
-                    Err(panicked) => {
-                        return Err(RunError::Broken(format!("importing a row: {panicked}")));
-                    }
+        let mut results = futures::stream::iter(batches).buffer_unordered(BATCHES);
+        while let Some(result) = results.next().await {
+            let (reports, unavailable) = match result {
+                Ok(Ok(reports)) => (reports, None),
+                Ok(Err(error)) => (Vec::new(), Some(error.0)),
+                Err(panicked) => {
+                    return Err(RunError::Broken(format!("importing rows: {panicked}")));
                 }
-            }
+            };
             written = reports
                 .iter()
                 .filter_map(|r| r.position)
