@@ -47,8 +47,8 @@ impl Projection for Contacts {
     }
 
     fn version(&self) -> i32 {
-        // 2: identity conflicts; 3: merges.
-        3
+        // 2: identity conflicts; 3: merges; 4: moved timeline rows indexed by their origin.
+        4
     }
 
     fn handles(&self) -> &'static [&'static str] {
@@ -114,6 +114,10 @@ impl Projection for Contacts {
              -- Here rather than in `create_indexes`: merges move a contact's timeline rows by
              -- it, during a replay too.
              CREATE INDEX ON {timeline} (org_id, contact_id, seq);
+             -- The rows a merge moved, found again by the contact whose stream they are in
+             -- (unmerge, erasure). Only moved rows are in it, so a replay barely keeps it.
+             CREATE INDEX ON {timeline} (org_id, origin_contact_id)
+                 WHERE origin_contact_id <> contact_id;
              CREATE TABLE {conflicts} (
                  conflict_id uuid PRIMARY KEY,
                  org_id      uuid NOT NULL,
@@ -513,7 +517,9 @@ async fn apply(
             // happened, and when.
             sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {timeline} SET data = '{{}}'
-                 WHERE org_id = $1 AND (contact_id = $2 OR origin_contact_id = $2)"
+                 WHERE org_id = $1
+                   AND (contact_id = $2
+                        OR (origin_contact_id = $2 AND origin_contact_id <> contact_id))"
             )))
             .bind(org_id)
             .bind(contact_id)
@@ -566,7 +572,7 @@ async fn apply(
             .await?;
             sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {timeline} SET contact_id = $2
-                 WHERE org_id = $1 AND origin_contact_id = $2"
+                 WHERE org_id = $1 AND origin_contact_id = $2 AND origin_contact_id <> contact_id"
             )))
             .bind(org_id)
             .bind(contact_id)
