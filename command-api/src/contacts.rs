@@ -558,15 +558,16 @@ pub(crate) async fn creations(
         });
         sealing.push(events);
     }
-    let mut all: Vec<NewEvent> = sealing.iter().flatten().cloned().collect();
+    let counts: Vec<usize> = sealing.iter().map(Vec::len).collect();
+    let mut all: Vec<NewEvent> = sealing.into_iter().flatten().collect();
     state
         .data_keys
         .seal_events(&mut all)
         .await
         .map_err(|e| keys_error(e, "sealing contact events"))?;
     let mut sealed = all.into_iter();
-    for (creation, events) in creations.iter_mut().zip(&sealing) {
-        creation.events = sealed.by_ref().take(events.len()).collect();
+    for (creation, count) in creations.iter_mut().zip(counts) {
+        creation.events = sealed.by_ref().take(count).collect();
     }
     Ok(creations)
 }

@@ -1,6 +1,7 @@
 //! The import worker: claims a queued job, runs its rows in batches of [`CHUNK`] (new contacts
-//! created in one append, the rest a row at a time) and records progress after each batch. `corbi up` and `corbi command-api` run [`run`] beside the
-//! HTTP server; tests call [`run_once`] or [`drain`] instead of waiting.
+//! created in one append, the rest a row at a time) and records progress after each batch.
+//! `corbi up` and `corbi command-api` run [`run`] beside the HTTP server; tests call
+//! [`run_once`] or [`drain`] instead of waiting.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use super::rows::{DryRun, Report, RowContext};
 use crate::CommandState;
 use crate::contacts::CreateContact;
 
-/// Rows of one job written one at a time in flight at once.
+/// Rows of one job that go one at a time (not in a batch's append), in flight at once.
 pub const CONCURRENCY: usize = 16;
 /// Rows written in one append (those it can take) and recorded in one progress update.
 pub const CHUNK: usize = 250;
