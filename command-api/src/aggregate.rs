@@ -62,12 +62,34 @@ pub async fn load<A: Aggregate>(
     store: &dyn EventStore,
     stream: &str,
 ) -> Result<(A, Option<u64>), ApiError> {
-    let recorded: Vec<RecordedEvent> = store
+    folded(&read_whole(store, stream).await?)
+}
+
+/// [`load`] on behalf of `org_id`: a stream holding another organisation's events is not there
+/// for it (404), whatever id led to it.
+async fn load_in<A: Aggregate>(
+    store: &dyn EventStore,
+    stream: &str,
+    org_id: Uuid,
+) -> Result<(A, Option<u64>), ApiError> {
+    let recorded = read_whole(store, stream).await?;
+    if recorded.iter().any(|e| e.org_id != org_id) {
+        return Err(ApiError::NotFound("No such record.".into()));
+    }
+    folded(&recorded)
+}
+
+/// `A` after the whole stream `recorded`, and the version it ends at.
+fn folded<A: Aggregate>(recorded: &[RecordedEvent]) -> Result<(A, Option<u64>), ApiError> {
+    let version = recorded.last().map(|e| e.version);
+    Ok((fold(recorded)?, version))
+}
+
+async fn read_whole(store: &dyn EventStore, stream: &str) -> Result<Vec<RecordedEvent>, ApiError> {
+    store
         .read_stream(stream, None, Direction::Forwards, usize::MAX)
         .await
-        .map_err(|e| store_error(e, "reading a stream"))?;
-    let version = recorded.last().map(|e| e.version);
-    Ok((fold(&recorded)?, version))
+        .map_err(|e| store_error(e, "reading a stream"))
 }
 
 /// A stream whose events carry sealed personal fields, opened with their subject's key (fields
@@ -78,10 +100,7 @@ pub async fn load_opened<A: Aggregate>(
     keys: &DataKeys,
     stream: &str,
 ) -> Result<(A, Option<u64>, Option<Uuid>), ApiError> {
-    let mut recorded: Vec<RecordedEvent> = store
-        .read_stream(stream, None, Direction::Forwards, usize::MAX)
-        .await
-        .map_err(|e| store_error(e, "reading a stream"))?;
+    let mut recorded = read_whole(store, stream).await?;
     let version = recorded.last().map(|e| e.version);
     let org_id = recorded.first().map(|e| e.org_id);
     // One key query for the whole stream.
@@ -93,7 +112,8 @@ pub async fn load_opened<A: Aggregate>(
 }
 
 /// Loads `stream`, decides `command` and appends what it decided, again when another writer got
-/// there first. Domain errors become API errors through `rejected`.
+/// there first. Domain errors become API errors through `rejected`; a stream of another
+/// organisation than `org_id` is not found.
 pub async fn execute<A>(
     store: &dyn EventStore,
     stream: &str,
@@ -107,7 +127,7 @@ where
     A::Command: Clone,
 {
     for _ in 0..MAX_ATTEMPTS {
-        let (state, version) = load::<A>(store, stream).await?;
+        let (state, version) = load_in::<A>(store, stream, org_id).await?;
         let events = state.decide(command.clone()).map_err(&rejected)?;
         if events.is_empty() {
             return Ok(Decided {
@@ -130,4 +150,56 @@ where
     Err(ApiError::Conflict(
         "The record changed concurrently too often; try again.".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use domain::organisation::{Organisation, OrganisationCommand};
+    use event_store::memory::MemoryEventStore;
+    use events::Email;
+    use events::organisation::stream;
+
+    use super::*;
+
+    fn rejected(error: impl std::fmt::Display) -> ApiError {
+        ApiError::Conflict(error.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_another_organisation_is_not_found_and_not_written() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
+        let (theirs, ours) = (Uuid::now_v7(), Uuid::now_v7());
+        let create = OrganisationCommand::Create {
+            organisation_id: theirs,
+            name: "Theirs".into(),
+            creator: Uuid::now_v7(),
+            creator_email: Email::parse("ada@example.com").expect("a valid email"),
+        };
+        let metadata = Metadata::default();
+        let stream = stream(theirs);
+        execute::<Organisation>(&*store, &stream, theirs, create, &metadata, rejected)
+            .await
+            .expect("their organisation is created");
+
+        let rename = OrganisationCommand::Rename {
+            name: "Ours now".into(),
+        };
+        let answer =
+            execute::<Organisation>(&*store, &stream, ours, rename.clone(), &metadata, rejected)
+                .await;
+        assert!(matches!(answer, Err(ApiError::NotFound(_))), "{answer:?}");
+        let (after, version) = load::<Organisation>(&*store, &stream).await.expect("load");
+        assert_eq!(after.name, "Theirs");
+        let appended = version.expect("their stream");
+
+        // Their own writes still go through.
+        execute::<Organisation>(&*store, &stream, theirs, rename, &metadata, rejected)
+            .await
+            .expect("they rename it");
+        let (after, version) = load::<Organisation>(&*store, &stream).await.expect("load");
+        assert_eq!(after.name, "Ours now");
+        assert!(version > Some(appended));
+    }
 }
