@@ -542,7 +542,9 @@ pub(crate) async fn creations(
     metadata: &Metadata,
 ) -> Result<Vec<Creation>, ApiError> {
     let mut creations = Vec::with_capacity(contacts.len());
-    let mut sealing = Vec::new();
+    // Every creation's events in one list, sealed together, then handed back in order.
+    let mut all = Vec::new();
+    let mut counts = Vec::with_capacity(contacts.len());
     for new in contacts {
         let contact_id = new.contact_id;
         let decided = Contact::default()
@@ -550,16 +552,15 @@ pub(crate) async fn creations(
             .map_err(rejected)?;
         let created = decided.iter().fold(Contact::default(), Contact::evolve);
         let events = encoded_for(&decided, org_id, contact_id, metadata)?;
+        counts.push(events.len());
+        all.extend(events);
         creations.push(Creation {
             contact_id,
             identities: created.identities(),
             changes: identity_changes(contact_id, &Contact::default(), &created),
             events: Vec::new(),
         });
-        sealing.push(events);
     }
-    let counts: Vec<usize> = sealing.iter().map(Vec::len).collect();
-    let mut all: Vec<NewEvent> = sealing.into_iter().flatten().collect();
     state
         .data_keys
         .seal_events(&mut all)

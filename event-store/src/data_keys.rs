@@ -46,6 +46,15 @@ pub struct DataKeys {
 
 /// A stored key: its organisation and, unless erased, the wrapped key.
 type KeyRow = (Uuid, Option<Vec<u8>>);
+/// A key's row with its subject: subject, organisation, wrapped key.
+type SubjectRow = (Uuid, Uuid, Option<Vec<u8>>);
+
+/// `rows` by their subject.
+fn by_subject(rows: Vec<SubjectRow>) -> HashMap<Uuid, KeyRow> {
+    rows.into_iter()
+        .map(|(subject, org_id, wrapped)| (subject, (org_id, wrapped)))
+        .collect()
+}
 
 impl DataKeys {
     pub fn new(pool: PgPool, keyring: Arc<Keyring>) -> DataKeys {
@@ -100,7 +109,7 @@ impl DataKeys {
             .collect();
         // `synchronous_commit` for this statement's own transaction: `off` does not wait for
         // the flush (see `flushed_by_log`), otherwise the server's setting.
-        let rows: Vec<(Uuid, Uuid, Option<Vec<u8>>)> = sqlx::query_as(
+        let rows: Vec<SubjectRow> = sqlx::query_as(
             "WITH flush AS (
                  SELECT set_config('synchronous_commit',
                                    CASE WHEN $4 THEN current_setting('synchronous_commit')
@@ -126,26 +135,20 @@ impl DataKeys {
         .bind(!self.flushed_by_log)
         .fetch_all(&self.pool)
         .await?;
-        let mut stored: HashMap<Uuid, KeyRow> = rows
-            .into_iter()
-            .map(|(subject, org_id, wrapped)| (subject, (org_id, wrapped)))
-            .collect();
+        let mut stored = by_subject(rows);
         let unseen: Vec<Uuid> = ids
             .iter()
             .filter(|id| !stored.contains_key(id))
             .copied()
             .collect();
         if !unseen.is_empty() {
-            let late: Vec<(Uuid, Uuid, Option<Vec<u8>>)> = sqlx::query_as(
+            let late: Vec<SubjectRow> = sqlx::query_as(
                 "SELECT subject_id, org_id, wrapped_key FROM data_keys WHERE subject_id = ANY($1)",
             )
             .bind(&unseen)
             .fetch_all(&self.pool)
             .await?;
-            stored.extend(
-                late.into_iter()
-                    .map(|(subject, org_id, wrapped)| (subject, (org_id, wrapped))),
-            );
+            stored.extend(by_subject(late));
         }
         let mut keys = HashMap::with_capacity(fresh.len());
         for (subject, (org_id, key, wrapped)) in fresh {
@@ -259,21 +262,27 @@ impl DataKeys {
 
     /// [`Self::seal_event`] for several events, with one key lookup for all their subjects.
     pub async fn seal_events(&self, events: &mut [NewEvent]) -> Result<(), DataKeyError> {
-        let mut subjects = Vec::new();
+        // Each event's subject, `None` when it has nothing personal to seal.
+        let mut subjects = Vec::with_capacity(events.len());
         for event in events.iter() {
-            if personal::has_personal(&event.data) {
-                subjects.push((event.org_id, subject_of_new(event)?));
-            }
+            let personal = personal::has_personal(&event.data);
+            subjects.push(if personal {
+                Some(subject_of_new(event)?)
+            } else {
+                None
+            });
         }
-        if subjects.is_empty() {
+        let owners: Vec<(Uuid, Uuid)> = events
+            .iter()
+            .zip(&subjects)
+            .filter_map(|(event, subject)| Some((event.org_id, (*subject)?)))
+            .collect();
+        if owners.is_empty() {
             return Ok(());
         }
-        let keys = self.ensure_all(&subjects).await?;
-        for event in events.iter_mut() {
-            if !personal::has_personal(&event.data) {
-                continue;
-            }
-            let subject = subject_of_new(event)?;
+        let keys = self.ensure_all(&owners).await?;
+        for (event, subject) in events.iter_mut().zip(subjects) {
+            let Some(subject) = subject else { continue };
             let key = keys
                 .get(&subject)
                 .ok_or(DataKeyError::Database(sqlx::Error::RowNotFound))?;

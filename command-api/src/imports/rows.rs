@@ -32,6 +32,18 @@ use crate::contacts::{
 };
 use crate::identities::IdentityError;
 
+/// What `row` asks for, when its check found nothing wrong; otherwise the report rejecting it.
+fn accepted<'i>(
+    row: &Row,
+    input: &'i Result<CreateContact, FieldError>,
+    checked: &Checked,
+) -> Result<&'i CreateContact, Report> {
+    match input {
+        Ok(input) if checked.errors.is_empty() => Ok(input),
+        _ => Err(Report::rejected(row, checked.errors.clone())),
+    }
+}
+
 /// What became of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -187,10 +199,10 @@ impl RowContext {
         let mut batch = Vec::new();
         let mut alone = Vec::new();
         for (index, (row, input, checked)) in items.iter().enumerate() {
-            let input = match input {
-                Ok(input) if checked.errors.is_empty() => input,
-                _ => {
-                    reports.push(Report::rejected(row, checked.errors.clone()));
+            let input = match accepted(row, input, checked) {
+                Ok(input) => input,
+                Err(rejected) => {
+                    reports.push(rejected);
                     continue;
                 }
             };
@@ -278,9 +290,9 @@ impl RowContext {
         input: &Result<CreateContact, FieldError>,
         checked: &Checked,
     ) -> Result<Report, Unavailable> {
-        let input = match input {
-            Ok(input) if checked.errors.is_empty() => input,
-            _ => return Ok(Report::rejected(row, checked.errors.clone())),
+        let input = match accepted(row, input, checked) {
+            Ok(input) => input,
+            Err(rejected) => return Ok(rejected),
         };
         let contact_id = row_contact_id(self.import_id, row.number);
         let mut pauses = RETRIES.iter();
