@@ -12,6 +12,8 @@ use std::sync::Arc;
 use events::personal::{self, DataKey, Keyring, KeyringError, PersonalError};
 use events::{NewEvent, RecordedEvent};
 use sqlx::{PgExecutor, PgPool};
+
+use crate::group::Group;
 use uuid::Uuid;
 
 /// Why a data key could not be created, read, used or erased.
@@ -42,7 +44,18 @@ pub struct DataKeys {
     /// Whether a new key may commit without waiting for its flush to disk
     /// ([`DataKeys::flushed_by_log`]).
     flushed_by_log: bool,
+    /// Concurrent [`DataKeys::ensure_all`] calls, written together.
+    group: Arc<KeyGroup>,
 }
+
+/// Calls of [`DataKeys::ensure_all`], each answered with its keys.
+type KeyGroup = Group<Vec<(Uuid, Uuid)>, Result<HashMap<Uuid, DataKey>, DataKeyError>>;
+
+/// Key-creating statements in flight at once; the calls that arrive meanwhile go together.
+const KEY_LANES: usize = 2;
+
+/// The most calls one key-creating statement takes.
+const KEY_GROUP: usize = 64;
 
 /// A stored key: its organisation and, unless erased, the wrapped key.
 type KeyRow = (Uuid, Option<Vec<u8>>);
@@ -62,6 +75,7 @@ impl DataKeys {
             pool,
             keyring,
             flushed_by_log: false,
+            group: Arc::new(Group::new(KEY_LANES, KEY_GROUP)),
         }
     }
 
@@ -83,11 +97,59 @@ impl DataKeys {
     }
 
     /// The keys of `subjects` (each with its organisation), those missing created, in one
-    /// round trip. Two concurrent creators agree on one key: the second insert does nothing
-    /// and reads the row that won (on a second look when it committed after this statement's
-    /// snapshot).
+    /// round trip, shared with the calls that queued meanwhile ([`group`](crate::group)). Two
+    /// concurrent creators agree on one key: the second insert does nothing and reads the row
+    /// that won (on a second look when it committed after this statement's snapshot).
     #[tracing::instrument(skip_all, fields(subjects = subjects.len()))]
     pub async fn ensure_all(
+        &self,
+        subjects: &[(Uuid, Uuid)],
+    ) -> Result<HashMap<Uuid, DataKey>, DataKeyError> {
+        let keys = self.clone();
+        self.group
+            .submit(subjects.to_vec(), move |calls| {
+                let keys = keys.clone();
+                async move { keys.ensure_group(calls).await }
+            })
+            .await
+            .unwrap_or_else(|| {
+                Err(DataKeyError::Database(sqlx::Error::Protocol(
+                    "the grouped key write ended without an answer".into(),
+                )))
+            })
+    }
+
+    /// The keys of a group of [`Self::ensure_all`] calls: one statement for all of them, or,
+    /// when that fails, one each, so that every call gets the answer it would have had alone.
+    async fn ensure_group(
+        &self,
+        calls: Vec<Vec<(Uuid, Uuid)>>,
+    ) -> Vec<Result<HashMap<Uuid, DataKey>, DataKeyError>> {
+        if calls.len() > 1 {
+            let all: Vec<(Uuid, Uuid)> = calls.iter().flatten().copied().collect();
+            if let Ok(keys) = self.ensure_now(&all).await {
+                return calls
+                    .iter()
+                    .map(|call| {
+                        call.iter()
+                            .map(|&(_, subject)| match keys.get(&subject) {
+                                Some(key) => Ok((subject, key.clone())),
+                                None => Err(DataKeyError::Database(sqlx::Error::RowNotFound)),
+                            })
+                            .collect()
+                    })
+                    .collect();
+            }
+        }
+        let mut answers = Vec::with_capacity(calls.len());
+        for call in &calls {
+            answers.push(self.ensure_now(call).await);
+        }
+        answers
+    }
+
+    /// [`Self::ensure_all`] in a statement of its own.
+    async fn ensure_now(
         &self,
         subjects: &[(Uuid, Uuid)],
     ) -> Result<HashMap<Uuid, DataKey>, DataKeyError> {

@@ -7,6 +7,7 @@
 
 pub mod data_keys;
 mod error;
+mod group;
 pub mod memory;
 pub mod postgres;
 mod subscription;

@@ -49,12 +49,20 @@ impl<S: EventStore + ?Sized> LogFollower<S> {
     }
 
     /// Follows only the events of `types` ([`EventStore::read_all_of_types`]). Its position is
-    /// then the last such event: for a reader that hands over to one reading everything (a
-    /// replay catching up before the live projector goes on), not for one whose position must
-    /// pass every event.
+    /// then the last such event, unless the reader moves it on with [`Self::pass`].
     pub fn only(mut self, types: &'static [&'static str]) -> Self {
         self.types = Some(types);
         self
+    }
+
+    /// Goes on after `position` (when it is ahead): for a follower of some types that knows
+    /// the log holds none of them up to there, so that its next reads need not pass over the
+    /// events of other types again.
+    pub fn pass(&mut self, position: Position) {
+        if self.after.is_none_or(|after| after < position) {
+            self.after = Some(position);
+            self.ahead = None;
+        }
     }
 
     /// The position of the last event handed out.

@@ -139,37 +139,59 @@ async fn lead<S: EventStore + ?Sized>(
         .await?
         .ok_or_else(|| anyhow::anyhow!("checkpoint {name} is missing"))?;
     tracing::info!(generation, %checkpoint, "projecting");
+    // Only the events the projection handles are read (all when it names none).
+    let handles = projection.handles();
     let mut follower = LogFollower::new(store.clone(), Some(checkpoint));
+    if !handles.is_empty() {
+        follower = follower.only(handles);
+    }
     loop {
         if *shutdown.borrow() {
             return Ok(Lead::Stopped);
         }
-        let batch = follower.next_batch(config.batch_size).await?;
-        if batch.is_empty() {
+        // Every event up to `head` is visible to the read below, so a short read of some types
+        // covers the log up to there: the checkpoint passes the events of other types too.
+        let head = match handles {
+            [] => None,
+            _ => store.head().await?,
+        };
+        let read = follower.next_batch(config.batch_size).await?;
+        // A batch short of the limit was all there was when it was read: what came since
+        // woke the follower, and reading again before waiting would mostly find nothing.
+        let caught_up = read.len() < config.batch_size;
+        let mut batch = Batch::of(handles, read);
+        if caught_up && head > batch.last {
+            batch.last = head;
+            if let Some(head) = head {
+                follower.pass(head);
+            }
+        }
+        if batch.last.is_some_and(|last| last > checkpoint) {
+            let applied = batch.read;
+            if batch.events.is_empty() {
+                // Nothing to write but the checkpoint: one statement, no transaction. Moving a
+                // generation that was just replaced harms nobody, and the next batch with
+                // events notices the switch.
+                checkpoint =
+                    apply_batch(&mut conn, projection, generation, checkpoint, batch).await?;
+            } else {
+                let mut tx = conn.begin().await?;
+                let live = registry::registered(&mut tx, projection.name(), RowLock::Share).await?;
+                if live.map(|r| r.generation) != Some(generation) {
+                    return Ok(Lead::Switched);
+                }
+                checkpoint =
+                    apply_batch(&mut tx, projection, generation, checkpoint, batch).await?;
+                tx.commit().await?;
+            }
+            metrics_applied(projection.name(), applied);
+        }
+        if caught_up {
             tokio::select! {
                 () = follower.wait(POLL_FALLBACK) => {}
                 _ = shutdown.changed() => {}
             }
-            continue;
         }
-        let batch = Batch::of(projection.handles(), batch);
-        let applied = batch.read;
-        if batch.events.is_empty() {
-            // Nothing to write but the checkpoint: one statement, no transaction. Moving a
-            // generation that was just replaced harms nobody, and the next batch with events
-            // notices the switch.
-            checkpoint = apply_batch(&mut conn, projection, generation, checkpoint, batch).await?;
-            metrics_applied(projection.name(), applied);
-            continue;
-        }
-        let mut tx = conn.begin().await?;
-        let live = registry::registered(&mut tx, projection.name(), RowLock::Share).await?;
-        if live.map(|r| r.generation) != Some(generation) {
-            return Ok(Lead::Switched);
-        }
-        checkpoint = apply_batch(&mut tx, projection, generation, checkpoint, batch).await?;
-        tx.commit().await?;
-        metrics_applied(projection.name(), applied);
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`StoreError::WrongExpectedVersion`] (or retried, for `Any`/`StreamExists`, where re-deciding
 //! is the store's job).
 
-use deadpool_postgres::{GenericClient, Object};
+use deadpool_postgres::{GenericClient, Object, Pool};
 use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -221,6 +221,59 @@ pub(super) async fn append_to_streams(
         return Ok(results);
     }
     append_in_transaction(client, appends).await
+}
+
+/// Whether every append names the version it expects (`NoStream`, `Exact`), so that it can
+/// share one [`APPEND_AT_VERSIONS`] statement with others.
+pub(super) fn at_known_versions(appends: &[StreamAppend]) -> bool {
+    appends.iter().all(|a| {
+        matches!(
+            a.expected,
+            ExpectedVersion::NoStream | ExpectedVersion::Exact(_)
+        )
+    })
+}
+
+/// A group of concurrent [`append_to_streams`] calls, each at known versions: all of them in
+/// one statement (and so one commit) when nothing stands in the way, otherwise each on its own,
+/// in the order they came, so that every call gets the answer it would have had alone. One
+/// answer per call, in order.
+pub(super) async fn append_group(
+    pool: Pool,
+    mut calls: Vec<Vec<StreamAppend>>,
+) -> Vec<Result<Vec<AppendResult>, StoreError>> {
+    let mut client = match pool.get().await {
+        Ok(client) => client,
+        Err(error) => {
+            return calls
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(error.to_string())))
+                .collect();
+        }
+    };
+    if calls.len() > 1 {
+        let sizes: Vec<usize> = calls.iter().map(Vec::len).collect();
+        let all: Vec<StreamAppend> = calls.into_iter().flatten().collect();
+        // Any failure (a version or event id taken, a stream behind, a lost connection) sends
+        // every call its own way, which tells which one failed and why.
+        if let Ok(Some(results)) = append_at_versions(&client, &all).await {
+            let mut results = results.into_iter();
+            return sizes
+                .iter()
+                .map(|&n| Ok(results.by_ref().take(n).collect()))
+                .collect();
+        }
+        let mut all = all.into_iter();
+        calls = sizes
+            .iter()
+            .map(|&n| all.by_ref().take(n).collect())
+            .collect();
+    }
+    let mut answers = Vec::with_capacity(calls.len());
+    for call in &calls {
+        answers.push(append_to_streams(&mut client, call).await);
+    }
+    answers
 }
 
 /// [`APPEND_AT_VERSIONS`]: the results, or `None` when the appends must take the transaction

@@ -21,12 +21,20 @@ use tokio::sync::watch;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{NoTls, Row};
 
+use crate::group::Group;
 use crate::{AppendResult, Direction, EventStore, ExpectedVersion, StoreError, StreamAppend};
 use events::{Metadata, NewEvent, Position, RecordedEvent};
 use xid8::Xid8;
 
 /// The NOTIFY channel appends wake readers on.
 const CHANNEL: &str = "corbi_events";
+
+/// Grouped append statements in flight at once: while they run, the appends that arrive
+/// queue and go together in the next.
+const APPEND_LANES: usize = 2;
+
+/// The most appends (calls) one grouped statement takes.
+const APPEND_GROUP: usize = 64;
 
 /// The most rows `read_all` reserves room for before it sees them.
 const READ_ALL_PREALLOCATE: usize = 4_096;
@@ -37,6 +45,8 @@ const SELECT_COLUMNS: &str = "global_position, transaction_id, event_id, stream,
 #[derive(Clone)]
 pub struct PgEventStore {
     pool: Pool,
+    /// Concurrent appends at known versions, written together ([`group`](crate::group)).
+    appends: Arc<Group<Vec<StreamAppend>, Result<Vec<AppendResult>, StoreError>>>,
     wakeups: watch::Receiver<()>,
     appended: Arc<tokio::sync::Notify>,
     _tasks: Arc<wakeup::Tasks>,
@@ -65,12 +75,14 @@ impl PgEventStore {
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let (signal, wakeups) = watch::channel(());
         let appended = Arc::new(tokio::sync::Notify::new());
+        let sender = wakeup::sender_id();
         let tasks = wakeup::Tasks(vec![
-            wakeup::spawn_listener(config, signal.clone()),
-            wakeup::spawn_notifier(pool.clone(), appended.clone(), signal),
+            wakeup::spawn_listener(config, sender.clone(), signal.clone()),
+            wakeup::spawn_notifier(pool.clone(), sender, appended.clone(), signal),
         ]);
         Ok(PgEventStore {
             pool,
+            appends: Arc::new(Group::new(APPEND_LANES, APPEND_GROUP)),
             wakeups,
             appended,
             _tasks: Arc::new(tasks),
@@ -152,8 +164,21 @@ impl EventStore for PgEventStore {
         &self,
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<AppendResult>, StoreError> {
-        let mut client = self.client().await?;
-        let results = append::append_to_streams(&mut client, &appends).await?;
+        let results = if append::at_known_versions(&appends) {
+            crate::check_appends(&appends)?;
+            let pool = self.pool.clone();
+            self.appends
+                .submit(appends, |calls| append::append_group(pool.clone(), calls))
+                .await
+                .unwrap_or_else(|| {
+                    Err(StoreError::Backend(
+                        "the grouped append ended without an answer".into(),
+                    ))
+                })?
+        } else {
+            let mut client = self.client().await?;
+            append::append_to_streams(&mut client, &appends).await?
+        };
         self.appended.notify_one();
         Ok(results)
     }

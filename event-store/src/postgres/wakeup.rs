@@ -5,7 +5,8 @@
 //! pokes into a single `NOTIFY` at most every [`NOTIFY_SPACING`], and one `LISTEN` connection per
 //! process turns notifications (from this and every other process) into a change on the
 //! readers' [`watch`] channel. Readers still poll as a fallback, so a lost notification only
-//! costs latency.
+//! costs latency. Each `NOTIFY` names the store that sent it, whose own listener ignores it: its
+//! readers were woken already, and a second wake-up would only send each of them to read again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,15 +19,22 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::CHANNEL;
 
-const NOTIFY_SPACING: Duration = Duration::from_millis(2);
+const NOTIFY_SPACING: Duration = Duration::from_millis(10);
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// Who sends a store's notifications: their payload.
+pub(super) fn sender_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
 
 pub(super) fn spawn_notifier(
     pool: Pool,
+    sender: String,
     appended: Arc<Notify>,
     local: watch::Sender<()>,
 ) -> JoinHandle<()> {
-    let statement = format!("NOTIFY {CHANNEL}");
+    // `sender` is hex digits only: nothing to quote.
+    let statement = format!("NOTIFY {CHANNEL}, '{sender}'");
     tokio::spawn(async move {
         loop {
             appended.notified().await;
@@ -47,6 +55,7 @@ pub(super) fn spawn_notifier(
 
 pub(super) fn spawn_listener(
     config: tokio_postgres::Config,
+    sender: String,
     signal: watch::Sender<()>,
 ) -> JoinHandle<()> {
     let statement = format!("LISTEN {CHANNEL}");
@@ -72,8 +81,10 @@ pub(super) fn spawn_listener(
                                 signal.send_replace(());
                             }
                             message = messages.next() => match message {
-                                Some(Ok(AsyncMessage::Notification(_))) => {
-                                    signal.send_replace(());
+                                Some(Ok(AsyncMessage::Notification(n))) => {
+                                    if n.payload() != sender {
+                                        signal.send_replace(());
+                                    }
                                 }
                                 Some(Ok(_)) => {}
                                 Some(Err(error)) => {
