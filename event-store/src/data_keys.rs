@@ -97,7 +97,7 @@ impl DataKeys {
     }
 
     /// The keys of `subjects` (each with its organisation), those missing created, in one
-    /// round trip, shared with the calls that queued meanwhile ([`group`](crate::group)). Two
+    /// round trip, shared with the calls that queued meanwhile (`crate::group`). Two
     /// concurrent creators agree on one key: the second insert does nothing and reads the row
     /// that won (on a second look when it committed after this statement's snapshot).
     #[tracing::instrument(skip_all, fields(subjects = subjects.len()))]

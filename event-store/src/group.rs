@@ -104,6 +104,7 @@ impl<J: Send + 'static, R: Send + 'static> Group<J, R> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,7 +2,9 @@
 //!
 //! An append is **one statement** in its own implicit transaction: the optimistic-concurrency
 //! check (the stream's current version, guarded by `unique(stream, version)`) and every insert
-//! travel in one round trip. Readers follow `(transaction_id, global_position)` below
+//! travel in one round trip. Appends at known versions that arrive while others are being
+//! written share the next statement, and so its commit (`crate::group`); any failure
+//! there sends each back its own way. Readers follow `(transaction_id, global_position)` below
 //! `pg_snapshot_xmin`, so an append that commits late is never skipped. Wake-ups are coalesced
 //! `NOTIFY`s sent off the append path (see [`wakeup`]).
 
@@ -42,11 +44,14 @@ const READ_ALL_PREALLOCATE: usize = 4_096;
 const SELECT_COLUMNS: &str = "global_position, transaction_id, event_id, stream, version, \
      event_type, schema_version, org_id, data, metadata, recorded_at";
 
+/// Calls of `append_to_streams`, each answered with its results.
+type AppendGroup = Group<Vec<StreamAppend>, Result<Vec<AppendResult>, StoreError>>;
+
 #[derive(Clone)]
 pub struct PgEventStore {
     pool: Pool,
-    /// Concurrent appends at known versions, written together ([`group`](crate::group)).
-    appends: Arc<Group<Vec<StreamAppend>, Result<Vec<AppendResult>, StoreError>>>,
+    /// Concurrent appends at known versions, written together (`crate::group`).
+    appends: Arc<AppendGroup>,
     wakeups: watch::Receiver<()>,
     appended: Arc<tokio::sync::Notify>,
     _tasks: Arc<wakeup::Tasks>,

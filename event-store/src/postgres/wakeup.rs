@@ -19,6 +19,8 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::CHANNEL;
 
+/// Readers in this process are woken at the first append after a quiet spell, then at most this
+/// often: under load each wake-up finds a batch worth a read (and every projection reads).
 const NOTIFY_SPACING: Duration = Duration::from_millis(10);
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
