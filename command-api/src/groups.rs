@@ -164,8 +164,9 @@ pub(crate) async fn load_some(
 }
 
 /// The groups `contact_id` is a member of, complete up to this moment: the groups read model is
-/// read once it has caught up with the log as it is now (503 when it does not within the
-/// configured wait).
+/// read once it has caught up with every event committed until now (503 when it does not
+/// within the configured wait). Not the head readers see, which lags behind the last commits
+/// while older transactions are still open.
 pub(crate) async fn memberships(
     state: &CommandState,
     org_id: Uuid,
@@ -173,7 +174,7 @@ pub(crate) async fn memberships(
 ) -> Result<BTreeSet<Uuid>, ApiError> {
     let head = state
         .store
-        .head()
+        .committed_head()
         .await
         .map_err(|error| store_error(error, "reading the head of the log"))?;
     if let Some(head) = head {

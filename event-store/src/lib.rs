@@ -182,6 +182,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// The position of the last event readers can see now (`None` for an empty log).
     async fn head(&self) -> Result<Option<Position>, StoreError>;
 
+    /// The position of the last event committed so far, which readers may see a moment later
+    /// than [`Self::head`] (Postgres hands out events only once every transaction that started
+    /// before theirs has ended): what a reader that must have seen every event committed until
+    /// now waits for. The head, where readers see every committed event at once.
+    async fn committed_head(&self) -> Result<Option<Position>, StoreError> {
+        self.head().await
+    }
+
     /// Resolves when new events may have been committed, or after `timeout`. Wake-ups may be
     /// spurious or coalesced; readers always re-read.
     async fn wait_for_append(&self, timeout: std::time::Duration);

@@ -115,6 +115,47 @@ async fn a_late_commit_is_delivered_not_skipped() {
 }
 
 #[tokio::test]
+async fn the_committed_head_passes_commits_the_head_holds_back() {
+    let (db, store) = store().await;
+    store
+        .append(
+            "before-1",
+            ExpectedVersion::NoStream,
+            vec![contract::event(0)],
+        )
+        .await
+        .expect("append");
+    let before = store.head().await.expect("head").expect("an event");
+    assert_eq!(
+        store.committed_head().await.expect("committed head"),
+        Some(before)
+    );
+
+    // An open transaction with an id holds back what readers see, not what was committed.
+    let mut open = db.pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *open)
+        .await
+        .expect("takes a transaction id");
+    let after = store
+        .append(
+            "after-1",
+            ExpectedVersion::NoStream,
+            vec![contract::event(1)],
+        )
+        .await
+        .expect("append")
+        .position;
+    assert_eq!(store.head().await.expect("head"), Some(before));
+    assert_eq!(
+        store.committed_head().await.expect("committed head"),
+        Some(after)
+    );
+    open.rollback().await.expect("rollback");
+    assert_eq!(store.head().await.expect("head"), Some(after));
+}
+
+#[tokio::test]
 async fn events_are_immutable() {
     let (db, store) = store().await;
     store

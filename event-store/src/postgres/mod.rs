@@ -264,6 +264,19 @@ impl EventStore for PgEventStore {
         row.map(|row| position(&row, 0, 1)).transpose()
     }
 
+    async fn committed_head(&self) -> Result<Option<Position>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT transaction_id, global_position FROM events \
+                 ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+            )
+            .await
+            .map_err(pg_error)?;
+        let row = client.query_opt(&statement, &[]).await.map_err(pg_error)?;
+        row.map(|row| position(&row, 0, 1)).transpose()
+    }
+
     async fn wait_for_append(&self, timeout: Duration) {
         let mut wakeups = self.wakeups.clone();
         let _ = tokio::time::timeout(timeout, wakeups.changed()).await;
