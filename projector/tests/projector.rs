@@ -62,9 +62,10 @@ impl Harness {
         }
     }
 
-    /// Waits (bounded) until projection `name` has passed the head of the log.
+    /// Waits (bounded) until projection `name` has passed every event committed so far (the
+    /// head readers see may lag behind while other tests' transactions are open).
     async fn caught_up(&self, name: &str) {
-        let head = self.store.head().await.unwrap().unwrap();
+        let head = self.store.committed_head().await.unwrap().unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let status = projector::status(&self.db.pool).await.unwrap();
