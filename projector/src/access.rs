@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use events::organisation::OrganisationEvent;
 use events::user::UserEvent;
 use events::{RecordedEvent, TypedEvent, Upcasters};
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use crate::{Projection, table};
 
@@ -127,16 +127,17 @@ impl Projection for Access {
         Ok(())
     }
 
-    async fn create_indexes(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+    async fn create_indexes(&self, pool: &PgPool, generation: i32) -> anyhow::Result<()> {
         let memberships = table(MEMBERSHIPS, generation);
         let api_keys = table(API_KEYS, generation);
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE INDEX ON {memberships} (user_id, org_id);
-             CREATE INDEX ON {api_keys} (org_id, created_at);"
-        )))
-        .execute(conn)
-        .await?;
-        Ok(())
+        crate::build_indexes(
+            pool,
+            vec![
+                format!("CREATE INDEX ON {memberships} (user_id, org_id)"),
+                format!("CREATE INDEX ON {api_keys} (org_id, created_at)"),
+            ],
+        )
+        .await
     }
 
     async fn apply(

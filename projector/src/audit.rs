@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use events::RecordedEvent;
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{Projection, table};
@@ -54,17 +54,18 @@ impl Projection for Audit {
         Ok(())
     }
 
-    async fn create_indexes(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+    async fn create_indexes(&self, pool: &PgPool, generation: i32) -> anyhow::Result<()> {
         let table = table(VIEW, generation);
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE INDEX ON {table} (org_id, seq);
-             CREATE INDEX ON {table} (org_id, actor_id, seq);
-             CREATE INDEX ON {table} (org_id, event_type, seq);
-             CREATE INDEX ON {table} (org_id, recorded_at);"
-        )))
-        .execute(conn)
-        .await?;
-        Ok(())
+        crate::build_indexes(
+            pool,
+            vec![
+                format!("CREATE INDEX ON {table} (org_id, seq)"),
+                format!("CREATE INDEX ON {table} (org_id, actor_id, seq)"),
+                format!("CREATE INDEX ON {table} (org_id, event_type, seq)"),
+                format!("CREATE INDEX ON {table} (org_id, recorded_at)"),
+            ],
+        )
+        .await
     }
 
     async fn apply(

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use events::custom_field::CustomFieldEvent;
 use events::{RecordedEvent, TypedEvent, Upcasters};
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use crate::{Projection, table};
 
@@ -52,14 +52,15 @@ impl Projection for CustomFields {
         Ok(())
     }
 
-    async fn create_indexes(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+    async fn create_indexes(&self, pool: &PgPool, generation: i32) -> anyhow::Result<()> {
         let table = table(VIEW, generation);
-        sqlx::query(AssertSqlSafe(format!(
-            "CREATE INDEX ON {table} (org_id, display_order, key)"
-        )))
-        .execute(conn)
-        .await?;
-        Ok(())
+        crate::build_indexes(
+            pool,
+            vec![format!(
+                "CREATE INDEX ON {table} (org_id, display_order, key)"
+            )],
+        )
+        .await
     }
 
     async fn apply(

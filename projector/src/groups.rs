@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use events::group::GroupEvent;
 use events::{RecordedEvent, TypedEvent, Upcasters};
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{Projection, table};
@@ -64,17 +64,22 @@ impl Projection for Groups {
         Ok(())
     }
 
-    async fn create_indexes(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
+    async fn create_indexes(&self, pool: &PgPool, generation: i32) -> anyhow::Result<()> {
         let groups = table(GROUPS, generation);
         let members = table(MEMBERS, generation);
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE INDEX ON {groups} (org_id, lower(name), group_id) WHERE NOT deleted;
-             CREATE INDEX ON {members} (org_id, group_id, added_at DESC, contact_id DESC);
-             CREATE INDEX ON {members} (org_id, contact_id);"
-        )))
-        .execute(conn)
-        .await?;
-        Ok(())
+        crate::build_indexes(
+            pool,
+            vec![
+                format!(
+                    "CREATE INDEX ON {groups} (org_id, lower(name), group_id) WHERE NOT deleted"
+                ),
+                format!(
+                    "CREATE INDEX ON {members} (org_id, group_id, added_at DESC, contact_id DESC)"
+                ),
+                format!("CREATE INDEX ON {members} (org_id, contact_id)"),
+            ],
+        )
+        .await
     }
 
     async fn apply(

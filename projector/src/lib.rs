@@ -20,7 +20,7 @@ mod runtime;
 
 use async_trait::async_trait;
 use events::RecordedEvent;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 pub use access::Access;
 pub use audit::Audit;
@@ -55,15 +55,12 @@ pub trait Projection: Send + Sync + 'static {
     /// [`Self::apply`] relies on; secondary indexes go in [`Self::create_indexes`].
     async fn create(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()>;
 
-    /// Creates the secondary indexes of `generation`'s tables, which readers query by. A replay
-    /// calls it once the generation has caught up and before readers switch to it: one index
-    /// build over the loaded rows costs a fraction of maintaining the index row by row through
-    /// the rebuild (a trigram index most of all).
-    async fn create_indexes(
-        &self,
-        _conn: &mut PgConnection,
-        _generation: i32,
-    ) -> anyhow::Result<()> {
+    /// Creates the secondary indexes of `generation`'s tables, which readers query by, over
+    /// connections of `pool` ([`build_indexes`]). A replay calls it once the generation has
+    /// caught up and before readers switch to it: one index build over the loaded rows costs a
+    /// fraction of maintaining the index row by row through the rebuild (a trigram index most
+    /// of all).
+    async fn create_indexes(&self, _pool: &PgPool, _generation: i32) -> anyhow::Result<()> {
         Ok(())
     }
 
@@ -82,6 +79,32 @@ pub trait Projection: Send + Sync + 'static {
         generation: i32,
         events: &[RecordedEvent],
     ) -> anyhow::Result<()>;
+}
+
+/// Index builds that run at once: each is bound to one core, so two keep a small server busy
+/// while one waits on its sort or its writes.
+const INDEX_BUILDERS: usize = 2;
+
+/// Runs `statements` (`CREATE INDEX`es), [`INDEX_BUILDERS`] at a time, each on a connection of
+/// `pool` with room to sort in memory. The slowest first, so that the rest fit beside it.
+pub async fn build_indexes(pool: &PgPool, statements: Vec<String>) -> anyhow::Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(statements)
+        .map(|statement| async move {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::raw_sql(AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            anyhow::Ok(())
+        })
+        .buffer_unordered(INDEX_BUILDERS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
 }
 
 /// Every projection Corbi runs; `keys` open the personal fields of the events they read.

@@ -76,11 +76,7 @@ pub async fn replay<S: EventStore + ?Sized>(
     // The secondary indexes are built once over the loaded rows, which is far cheaper than
     // maintaining them through every batch; readers must never see the generation without them.
     let indexing = Instant::now();
-    {
-        let mut tx = conn.begin().await?;
-        projection.create_indexes(&mut tx, generation).await?;
-        tx.commit().await?;
-    }
+    projection.create_indexes(&pool, generation).await?;
     tracing::info!(generation, elapsed = ?indexing.elapsed(), "indexes built");
     // What was appended while the indexes were built, so readers switch to a generation as
     // current as the one they leave.
@@ -131,9 +127,27 @@ struct Rebuild<'p> {
 }
 
 impl Rebuild<'_> {
-    /// Applies the log from the checkpoint until it is caught up, a transaction per batch. The
-    /// next batch is read and prepared while one is applied.
+    /// Applies the log from the checkpoint until it has passed every event committed before it
+    /// started, a transaction per batch. The next batch is read and prepared while one is
+    /// applied. Events that readers cannot see yet (an older transaction is still open) are
+    /// waited for.
     async fn catch_up<S: EventStore + ?Sized>(
+        &mut self,
+        conn: &mut PgConnection,
+        store: &Arc<S>,
+    ) -> anyhow::Result<()> {
+        let target = store.committed_head().await?;
+        loop {
+            self.catch_up_to_head(conn, store).await?;
+            if target.is_none_or(|target| self.checkpoint >= target) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Applies what readers can see of the log after the checkpoint.
+    async fn catch_up_to_head<S: EventStore + ?Sized>(
         &mut self,
         conn: &mut PgConnection,
         store: &Arc<S>,

@@ -398,11 +398,11 @@ impl Projection for Indexed {
         .await?;
         Ok(())
     }
-    async fn create_indexes(&self, conn: &mut PgConnection, generation: i32) -> anyhow::Result<()> {
-        sqlx::query(AssertSqlSafe(format!(
-            "CREATE INDEX ON rm_indexed_g{generation} (n)"
-        )))
-        .execute(conn)
+    async fn create_indexes(&self, pool: &PgPool, generation: i32) -> anyhow::Result<()> {
+        projector::build_indexes(
+            pool,
+            vec![format!("CREATE INDEX ON rm_indexed_g{generation} (n)")],
+        )
         .await?;
         if !self.appended.swap(true, Ordering::SeqCst) {
             self.store
@@ -477,7 +477,7 @@ async fn a_replay_builds_indexes_once_caught_up_and_applies_what_came_meanwhile(
         rows, 31,
         "readers switched to a generation that has caught up"
     );
-    let head = h.store.head().await.unwrap();
+    let head = h.store.committed_head().await.unwrap();
     assert_eq!(
         projector::status(&h.db.pool).await.unwrap()[0].checkpoint,
         head

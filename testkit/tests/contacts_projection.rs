@@ -78,12 +78,16 @@ impl Writer {
 
 /// Every event of the log the contacts projection reads, in log order.
 async fn contact_events(stack: &TestStack, projection: &dyn Projection) -> Vec<RecordedEvent> {
+    // Every event committed so far, including those readers see only once other tests'
+    // older transactions have ended.
+    let target = stack.store.committed_head().await.unwrap();
     let mut events = Vec::new();
     let mut after = None;
-    loop {
+    while after < target {
         let batch = stack.store.read_all(after, 1_000).await.unwrap();
         let Some(last) = batch.last() else {
-            break;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            continue;
         };
         after = Some(last.position);
         events.extend(

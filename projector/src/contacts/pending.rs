@@ -134,8 +134,12 @@ impl Created {
                  telegram_chat_id, instagram_scoped_id, instagram_user_id, tags, notes,
                  custom_fields, created_at, updated_at)
              SELECT c, o, f, e, w, t, s, u,
-                    ARRAY(SELECT tag FROM jsonb_array_elements_text(g) WITH ORDINALITY AS tags(tag, i)
-                          ORDER BY i),
+                    -- Most contacts have no tags: no subquery for them.
+                    CASE WHEN g = '[]' THEN '{{}}'::text[]
+                         ELSE ARRAY(SELECT tag FROM jsonb_array_elements_text(g)
+                                        WITH ORDINALITY AS tags(tag, i)
+                                    ORDER BY i)
+                    END,
                     n, cf, a, a
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::jsonb[], $10::text[], $11::jsonb[],
