@@ -12,9 +12,9 @@ use std::sync::Arc;
 use events::personal::{self, DataKey, Keyring, KeyringError, PersonalError};
 use events::{NewEvent, RecordedEvent};
 use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
 
 use crate::group::Group;
-use uuid::Uuid;
 
 /// Why a data key could not be created, read, used or erased.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +125,14 @@ impl DataKeys {
         &self,
         calls: Vec<Vec<(Uuid, Uuid)>>,
     ) -> Vec<Result<HashMap<Uuid, DataKey>, DataKeyError>> {
-        if calls.len() > 1 {
+        // One statement cannot tell two calls naming one subject under two organisations
+        // apart; alone, the second learns that the key is another organisation's.
+        let mut owners: HashMap<Uuid, Uuid> = HashMap::new();
+        let consistent = calls
+            .iter()
+            .flatten()
+            .all(|&(org_id, subject)| *owners.entry(subject).or_insert(org_id) == org_id);
+        if calls.len() > 1 && consistent {
             let all: Vec<(Uuid, Uuid)> = calls.iter().flatten().copied().collect();
             if let Ok(keys) = self.ensure_now(&all).await {
                 return calls

@@ -4,8 +4,9 @@
 //! No timer and no background task: a caller queues its job, then waits for its answer or for a
 //! free lane, whichever comes first. Whoever gets a lane takes every job queued by then (its own
 //! among them, unless an earlier group took it) and writes them in a task of their own, so a
-//! caller that goes away (a dropped request) never cancels a write others wait for. A lone job
-//! finds a lane free and goes at once; under load, a group gathers while the lanes are busy.
+//! caller that goes away (a dropped request) never cancels a write others wait for; its own job,
+//! when no group has taken it yet, is dropped rather than written. A lone job finds a lane free
+//! and goes at once; under load, a group gathers while the lanes are busy.
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -252,3 +252,31 @@ async fn keys_survive_master_key_rotation() {
     let error = forgotten.get(subject).await.expect_err("dev is gone");
     assert!(error.to_string().contains("`dev`"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callers_naming_one_subject_under_two_organisations_do_not_share_its_key() {
+    let (_db, keys) = data_keys().await;
+    let subject = Uuid::now_v7();
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    // Many callers at once, so that some of them share a statement.
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let keys = keys.clone();
+            let org = if n % 2 == 0 { first } else { second };
+            tokio::spawn(async move { (org, keys.ensure(org, subject).await) })
+        })
+        .collect();
+    let mut owners = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            (org, Ok(_)) => owners.push(org),
+            (_, Err(DataKeyError::OtherOrganisation { .. })) => {}
+            (_, Err(error)) => panic!("{error}"),
+        }
+    }
+    assert!(!owners.is_empty(), "one organisation holds the key");
+    assert!(
+        owners.windows(2).all(|pair| pair[0] == pair[1]),
+        "only one organisation got the key: {owners:?}"
+    );
+}
