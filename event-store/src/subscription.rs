@@ -27,8 +27,11 @@ pub struct LogFollower<S: ?Sized> {
 /// A read of the batch after `after`, running in its own task.
 struct ReadAhead {
     limit: usize,
-    read: tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>,
+    read: tokio::task::JoinHandle<Result<Read, StoreError>>,
 }
+
+/// The events of one read and how far they cover the log.
+type Read = (Vec<RecordedEvent>, Option<Position>);
 
 impl Drop for ReadAhead {
     fn drop(&mut self) {
@@ -48,31 +51,24 @@ impl<S: EventStore + ?Sized> LogFollower<S> {
         }
     }
 
-    /// Follows only the events of `types` ([`EventStore::read_all_of_types`]). Its position is
-    /// then the last such event, unless the reader moves it on with [`Self::pass`].
+    /// Follows only the events of `types` ([`EventStore::read_all_of_types`]). Each read takes
+    /// the head first, so a read that comes back short has covered the log up to that head:
+    /// the follower's position then passes the events of other types too, and its next reads
+    /// need not pass over them again.
     pub fn only(mut self, types: &'static [&'static str]) -> Self {
         self.types = Some(types);
         self
     }
 
-    /// Goes on after `position` (when it is ahead): for a follower of some types that knows
-    /// the log holds none of them up to there, so that its next reads need not pass over the
-    /// events of other types again.
-    pub fn pass(&mut self, position: Position) {
-        if self.after.is_none_or(|after| after < position) {
-            self.after = Some(position);
-            self.ahead = None;
-        }
-    }
-
-    /// The position of the last event handed out.
+    /// How far the log has been read: the last event handed out, or, for a follower of some
+    /// types, possibly a later position up to which the log holds no other event of them.
     pub fn position(&self) -> Option<Position> {
         self.after
     }
 
     /// The next batch of at most `limit` events; empty when caught up (it does not wait).
     pub async fn next_batch(&mut self, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let batch = match self.ahead.take() {
+        let (batch, covered) = match self.ahead.take() {
             Some(mut ahead) if ahead.limit == limit => match (&mut ahead.read).await {
                 Ok(read) => read?,
                 Err(join) => return Err(StoreError::Backend(format!("read-ahead: {join}"))),
@@ -82,8 +78,8 @@ impl<S: EventStore + ?Sized> LogFollower<S> {
                 read(&*self.store, self.after, limit, self.types).await?
             }
         };
-        if let Some(last) = batch.last() {
-            self.after = Some(last.position);
+        if covered > self.after {
+            self.after = covered;
         }
         if batch.len() >= limit {
             self.read_ahead(limit);
@@ -120,16 +116,26 @@ impl<S: EventStore + ?Sized> LogFollower<S> {
     }
 }
 
+/// The events after `after` (of `types`, when given) and how far they cover the log: to the
+/// last of them, or, for a short read of some types, to the head taken before it, since every
+/// event up to there was visible to the read.
 async fn read<S: EventStore + ?Sized>(
     store: &S,
     after: Option<Position>,
     limit: usize,
     types: Option<&[&str]>,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    match types {
-        Some(types) => store.read_all_of_types(after, limit, types).await,
-        None => store.read_all(after, limit).await,
-    }
+) -> Result<Read, StoreError> {
+    let (events, head) = match types {
+        Some(types) => {
+            let head = store.head().await?;
+            let events = store.read_all_of_types(after, limit, types).await?;
+            let short = events.len() < limit;
+            (events, head.filter(|_| short))
+        }
+        None => (store.read_all(after, limit).await?, None),
+    };
+    let last = events.last().map(|e| e.position);
+    Ok((events, last.max(head)))
 }
 
 /// A subscription built on [`LogFollower`]. Transient errors are yielded and the subscription
@@ -174,6 +180,40 @@ mod tests {
             .append(stream, ExpectedVersion::Any, events)
             .await
             .expect("append");
+    }
+
+    async fn append_typed(store: &MemoryEventStore, stream: &str, event_type: &str) {
+        let event = NewEvent::new(uuid::Uuid::nil(), event_type, serde_json::json!({}));
+        store
+            .append(stream, ExpectedVersion::Any, vec![event])
+            .await
+            .expect("append");
+    }
+
+    #[tokio::test]
+    async fn a_typed_follower_passes_other_events_but_never_one_of_its_own() {
+        let store = Arc::new(MemoryEventStore::new());
+        for _ in 0..3 {
+            append_typed(&store, "probe-x", "Wanted").await;
+        }
+        let mut follower = LogFollower::new(store.clone(), None).only(&["Wanted"]);
+        assert_eq!(follower.next_batch(2).await.expect("batch").len(), 2);
+        // The full batch started a read-ahead, which finds the third event; what is appended
+        // after it ran must be read next, not passed over.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        append_typed(&store, "probe-y", "Other").await;
+        append_typed(&store, "probe-x", "Wanted").await;
+        append_typed(&store, "probe-y", "Other").await;
+        let third = follower.next_batch(2).await.expect("read-ahead");
+        assert_eq!(third.len(), 1);
+        assert_eq!(follower.position(), Some(third[0].position));
+        let fourth = follower.next_batch(2).await.expect("batch");
+        assert_eq!(fourth.len(), 1, "the event appended after the read-ahead");
+        // Caught up: the follower has passed the other stream's last event too.
+        let head = store.head().await.expect("head");
+        assert!(head > Some(fourth[0].position));
+        assert_eq!(follower.position(), head);
+        assert!(follower.next_batch(2).await.expect("batch").is_empty());
     }
 
     #[tokio::test]

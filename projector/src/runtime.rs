@@ -149,23 +149,13 @@ async fn lead<S: EventStore + ?Sized>(
         if *shutdown.borrow() {
             return Ok(Lead::Stopped);
         }
-        // Every event up to `head` is visible to the read below, so a short read of some types
-        // covers the log up to there: the checkpoint passes the events of other types too.
-        let head = match handles {
-            [] => None,
-            _ => store.head().await?,
-        };
         let read = follower.next_batch(config.batch_size).await?;
         // A batch short of the limit was all there was when it was read: what came since
         // woke the follower, and reading again before waiting would mostly find nothing.
         let caught_up = read.len() < config.batch_size;
         let mut batch = Batch::of(handles, read);
-        if caught_up && head > batch.last {
-            batch.last = head;
-            if let Some(head) = head {
-                follower.pass(head);
-            }
-        }
+        // How far the read covered the log: past the events of other types too.
+        batch.last = follower.position();
         if batch.last.is_some_and(|last| last > checkpoint) {
             let applied = batch.read;
             if batch.events.is_empty() {
