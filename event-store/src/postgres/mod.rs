@@ -101,6 +101,21 @@ impl PgEventStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
+    /// The position of the last event of the log, among the events `filter` (a `WHERE`
+    /// clause, or nothing) leaves.
+    async fn last_position(&self, filter: &str) -> Result<Option<Position>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT transaction_id, global_position FROM events {filter} \
+                 ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let row = client.query_opt(&statement, &[]).await.map_err(pg_error)?;
+        row.map(|row| position(&row, 0, 1)).transpose()
+    }
+
     /// The log after `after` in global order, only events of `types` when given. Rows are
     /// decoded as they arrive, so the server keeps sending while this decodes.
     async fn read_log(
@@ -251,30 +266,12 @@ impl EventStore for PgEventStore {
     }
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT transaction_id, global_position FROM events \
-                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
-            )
+        self.last_position("WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())")
             .await
-            .map_err(pg_error)?;
-        let row = client.query_opt(&statement, &[]).await.map_err(pg_error)?;
-        row.map(|row| position(&row, 0, 1)).transpose()
     }
 
     async fn committed_head(&self) -> Result<Option<Position>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT transaction_id, global_position FROM events \
-                 ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
-            )
-            .await
-            .map_err(pg_error)?;
-        let row = client.query_opt(&statement, &[]).await.map_err(pg_error)?;
-        row.map(|row| position(&row, 0, 1)).transpose()
+        self.last_position("").await
     }
 
     async fn wait_for_append(&self, timeout: Duration) {
