@@ -88,9 +88,9 @@ const INDEX_BUILDERS: usize = 2;
 /// Runs `statements` (`CREATE INDEX`es), [`INDEX_BUILDERS`] at a time, each on a connection of
 /// `pool` with room to sort in memory. The slowest first, so that the rest fit beside it.
 pub async fn build_indexes(pool: &PgPool, statements: Vec<String>) -> anyhow::Result<()> {
-    use futures::{StreamExt, TryStreamExt};
-    futures::stream::iter(statements)
-        .map(|statement| async move {
+    use futures::TryStreamExt;
+    futures::stream::iter(statements.into_iter().map(anyhow::Ok))
+        .try_for_each_concurrent(INDEX_BUILDERS, |statement| async move {
             let mut tx = pool.begin().await?;
             sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
                 .execute(&mut *tx)
@@ -99,12 +99,9 @@ pub async fn build_indexes(pool: &PgPool, statements: Vec<String>) -> anyhow::Re
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            anyhow::Ok(())
+            Ok(())
         })
-        .buffer_unordered(INDEX_BUILDERS)
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok(())
+        .await
 }
 
 /// Every projection Corbi runs; `keys` open the personal fields of the events they read.

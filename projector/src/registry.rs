@@ -27,12 +27,12 @@ pub(crate) const REPLAY_LOCK: i32 = 0x636f_7263;
 ///   projected again from the checkpoint that survived. The log itself and everything else keep
 ///   the server's setting;
 /// - a batch's sorts (timeline rows in log order, a batch of 10,000 events) stay in memory
-///   instead of spilling to temporary files, and a replay builds its indexes in memory.
+///   instead of spilling to temporary files. (A replay builds its indexes on connections of
+///   their own, `build_indexes`.)
 pub(crate) async fn configure_session(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::raw_sql(
         "SET synchronous_commit = off;
-         SET work_mem = '64MB';
-         SET maintenance_work_mem = '256MB'",
+         SET work_mem = '64MB'",
     )
     .execute(conn)
     .await

@@ -10,7 +10,7 @@ use sqlx::{Acquire, PgConnection, PgPool};
 
 use crate::Projection;
 use crate::registry::{self, REPLAY_LOCK, RowLock};
-use crate::runtime::{Batch, apply_batch};
+use crate::runtime::{Batch, apply_batch, follower};
 
 /// Events per transaction while rebuilding. Larger batches spread each round trip over more
 /// events, but a replay holds three of them (applied, prepared, read ahead): 10 000 was about a
@@ -153,14 +153,7 @@ impl Rebuild<'_> {
         store: &Arc<S>,
     ) -> anyhow::Result<()> {
         let projection = self.projection;
-        // Every event up to here is visible to the reads below.
-        let head = store.head().await?;
-        // Only the events the projection handles (all when it names none).
-        let follower = LogFollower::new(store.clone(), Some(self.checkpoint));
-        let mut follower = match projection.handles() {
-            [] => follower,
-            handles => follower.only(handles),
-        };
+        let mut follower = follower(store, self.checkpoint, projection);
         let mut batch = next_batch(&mut follower, projection).await?;
         while batch.last.is_some() {
             let ((), next) = tokio::try_join!(
@@ -169,12 +162,12 @@ impl Rebuild<'_> {
             )?;
             batch = next;
         }
-        // The events it does not handle up to `head` need no reading either: the live
-        // projector goes on from there.
-        if let Some(head) = head.filter(|head| *head > self.checkpoint) {
+        // The events it does not handle, up to where the last (empty) read covered the log,
+        // need no reading either: the live projector goes on from there.
+        if let Some(covered) = follower.position().filter(|p| *p > self.checkpoint) {
             let skipped = Batch {
                 events: Vec::new(),
-                last: Some(head),
+                last: Some(covered),
                 read: 0,
             };
             self.apply(conn, skipped).await?;
@@ -217,7 +210,7 @@ async fn next_batch<S: EventStore + ?Sized>(
     projection: &dyn Projection,
 ) -> anyhow::Result<Batch> {
     let read = follower.next_batch(REPLAY_BATCH).await?;
-    let mut batch = Batch::of(projection.handles(), read);
+    let mut batch = Batch::of(read);
     if !batch.events.is_empty() {
         batch.events = projection.prepare(batch.events).await?;
     }

@@ -139,12 +139,7 @@ async fn lead<S: EventStore + ?Sized>(
         .await?
         .ok_or_else(|| anyhow::anyhow!("checkpoint {name} is missing"))?;
     tracing::info!(generation, %checkpoint, "projecting");
-    // Only the events the projection handles are read (all when it names none).
-    let handles = projection.handles();
-    let mut follower = LogFollower::new(store.clone(), Some(checkpoint));
-    if !handles.is_empty() {
-        follower = follower.only(handles);
-    }
+    let mut follower = follower(store, checkpoint, projection);
     loop {
         if *shutdown.borrow() {
             return Ok(Lead::Stopped);
@@ -153,7 +148,7 @@ async fn lead<S: EventStore + ?Sized>(
         // A batch short of the limit was all there was when it was read: what came since
         // woke the follower, and reading again before waiting would mostly find nothing.
         let caught_up = read.len() < config.batch_size;
-        let mut batch = Batch::of(handles, read);
+        let mut batch = Batch::of(read);
         // How far the read covered the log: past the events of other types too.
         batch.last = follower.position();
         if batch.last.is_some_and(|last| last > checkpoint) {
@@ -185,31 +180,38 @@ async fn lead<S: EventStore + ?Sized>(
     }
 }
 
-/// A batch read from the log, down to the events a projection handles, and where it ends.
+/// Follows the log after `checkpoint`, reading only the events `projection` handles (all when
+/// it names none).
+pub(crate) fn follower<S: EventStore + ?Sized>(
+    store: &Arc<S>,
+    checkpoint: Position,
+    projection: &dyn Projection,
+) -> LogFollower<S> {
+    let follower = LogFollower::new(store.clone(), Some(checkpoint));
+    match projection.handles() {
+        [] => follower,
+        handles => follower.only(handles),
+    }
+}
+
+/// A batch read from the log (by a follower of the event types the projection handles, so
+/// nothing else), and where it ends.
 pub(crate) struct Batch {
     pub events: Vec<RecordedEvent>,
-    /// The position of the batch's last event, handled or not; `None` for an empty read.
+    /// Where the batch ends: its last event (`None` for an empty read), unless the caller knows
+    /// the read covered the log further.
     pub last: Option<Position>,
-    /// How many events were read, handled or not.
+    /// How many events were read.
     pub read: usize,
 }
 
 impl Batch {
-    /// The events of `read` that a projection which `handles` these types reads (all when
-    /// empty), in log order.
-    pub(crate) fn of(handles: &[&str], read: Vec<RecordedEvent>) -> Batch {
-        let (last, count) = (read.last().map(|e| e.position), read.len());
-        let events = if handles.is_empty() {
-            read
-        } else {
-            read.into_iter()
-                .filter(|e| handles.contains(&e.event_type.as_str()))
-                .collect()
-        };
+    /// The events of one read, in log order.
+    pub(crate) fn of(read: Vec<RecordedEvent>) -> Batch {
         Batch {
-            events,
-            last,
-            read: count,
+            last: read.last().map(|e| e.position),
+            read: read.len(),
+            events: read,
         }
     }
 }
