@@ -111,14 +111,21 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    /// `submit` answered in time: a group that never answers fails the test instead of hanging it.
+    async fn answered<T>(submit: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), submit)
+            .await
+            .expect("answered in time")
+    }
+
     #[tokio::test]
     async fn a_lone_job_goes_at_once() {
         let group: Group<u32, u32> = Group::new(2, 8);
-        let answer = group
-            .submit(
+        let answer =
+            answered(group.submit(
                 7,
                 |jobs| async move { jobs.iter().map(|j| j * 2).collect() },
-            )
+            ))
             .await;
         assert_eq!(answer, Some(14));
     }
@@ -132,17 +139,16 @@ mod tests {
             .map(|n| {
                 let (group, writes, sizes) = (group.clone(), writes.clone(), sizes.clone());
                 tokio::spawn(async move {
-                    group
-                        .submit(n, move |jobs| {
-                            let (writes, sizes) = (writes.clone(), sizes.clone());
-                            async move {
-                                writes.fetch_add(1, Ordering::SeqCst);
-                                sizes.lock().unwrap().push(jobs.len());
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                                jobs.iter().map(|j| j + 1000).collect()
-                            }
-                        })
-                        .await
+                    answered(group.submit(n, move |jobs| {
+                        let (writes, sizes) = (writes.clone(), sizes.clone());
+                        async move {
+                            writes.fetch_add(1, Ordering::SeqCst);
+                            sizes.lock().unwrap().push(jobs.len());
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            jobs.iter().map(|j| j + 1000).collect()
+                        }
+                    }))
+                    .await
                 })
             })
             .collect();
@@ -160,7 +166,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_that_answers_too_few_leaves_the_rest_unanswered_not_waiting() {
         let group: Arc<Group<u32, u32>> = Arc::new(Group::new(1, 8));
-        let answer = group.submit(1, |_| async { Vec::new() }).await;
+        let answer = answered(group.submit(1, |_| async { Vec::new() })).await;
         assert_eq!(answer, None);
     }
 
