@@ -4,9 +4,10 @@
 
 use async_trait::async_trait;
 use events::RecordedEvent;
+use postgres_types::Type;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
-use uuid::Uuid;
 
+use crate::copy::CopyRows;
 use crate::{Projection, table};
 
 pub struct Audit;
@@ -74,62 +75,42 @@ impl Projection for Audit {
         generation: i32,
         events: &[RecordedEvent],
     ) -> anyhow::Result<()> {
-        let mut rows = Rows::default();
+        // `seq` follows the order the rows are copied in: the log's.
+        let mut rows = CopyRows::new(&table(VIEW, generation), COLUMNS, TYPES);
         for event in events.iter().filter(|e| !e.org_id.is_nil()) {
             let (kind, id) = event.metadata.actor.columns();
-            rows.org_id.push(event.org_id);
-            rows.event_id.push(event.event_id);
-            rows.stream.push(&event.stream);
-            rows.event_type.push(&event.event_type);
-            rows.actor_kind.push(kind);
-            rows.actor_id.push(id);
-            rows.ip.push(event.metadata.ip.as_deref());
-            rows.user_agent.push(event.metadata.user_agent.as_deref());
-            rows.data.push(shown(&event.data));
-            rows.recorded_at.push(event.recorded_at);
+            rows.push(&[
+                &event.org_id,
+                &event.event_id,
+                &event.stream,
+                &event.event_type,
+                &kind,
+                &id,
+                &event.metadata.ip,
+                &event.metadata.user_agent,
+                &shown(&event.data),
+                &event.recorded_at,
+            ])?;
         }
-        if rows.org_id.is_empty() {
-            return Ok(());
-        }
-        let table = table(VIEW, generation);
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {table} (org_id, event_id, stream, event_type, actor_kind, actor_id, ip,
-                                  user_agent, data, recorded_at)
-             SELECT o, e, s, t, k, a, i, u, d, r
-             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::timestamptz[])
-                  WITH ORDINALITY AS x(o, e, s, t, k, a, i, u, d, r, n)
-             ORDER BY n"
-        )))
-        .bind(&rows.org_id)
-        .bind(&rows.event_id)
-        .bind(&rows.stream)
-        .bind(&rows.event_type)
-        .bind(&rows.actor_kind)
-        .bind(&rows.actor_id)
-        .bind(&rows.ip)
-        .bind(&rows.user_agent)
-        .bind(&rows.data)
-        .bind(&rows.recorded_at)
-        .execute(conn)
-        .await?;
+        rows.write(conn).await?;
         Ok(())
     }
 }
 
-#[derive(Default)]
-struct Rows<'a> {
-    org_id: Vec<Uuid>,
-    event_id: Vec<Uuid>,
-    stream: Vec<&'a str>,
-    event_type: Vec<&'a str>,
-    actor_kind: Vec<&'static str>,
-    actor_id: Vec<Option<String>>,
-    ip: Vec<Option<&'a str>>,
-    user_agent: Vec<Option<&'a str>>,
-    data: Vec<serde_json::Value>,
-    recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
-}
+/// The columns of an audit row, as `apply` copies them.
+const COLUMNS: &str = "(org_id, event_id, stream, event_type, actor_kind, actor_id, ip, user_agent, data, recorded_at)";
+const TYPES: &[Type] = &[
+    Type::UUID,
+    Type::UUID,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+    Type::TIMESTAMPTZ,
+];
 
 /// An event's data as the audit trail shows it: without the hashes of secrets (`token_hash`,
 /// `secret_hash`), which say nothing to a reader and are nobody's business.

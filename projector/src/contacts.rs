@@ -6,8 +6,8 @@
 //! is erased its key is gone, so its rows lose their personal data now, and a replay never sees
 //! it again.
 //!
-//! A batch's new contacts and timeline rows are held and written together, one statement per
-//! table (`pending`); the rarer changes run as they come, once what they touch is written.
+//! A batch's new contacts and timeline rows are held and written together, one `COPY` per table
+//! (`pending`); the rarer changes run as they come, once what they touch is written.
 
 use std::borrow::Cow;
 
@@ -190,15 +190,13 @@ impl Projection for Contacts {
             timeline: table(TIMELINE, generation),
             conflicts: table(CONFLICTS, generation),
         };
-        let mut pending = Pending::default();
+        let mut pending = Pending::new(&tables);
         for event in opened.iter() {
             let Some(contact_event) = ContactEvent::decode(event, &upcasters)? else {
                 continue;
             };
             let contact_id = crate::stream_id(&event.stream, "contact")?;
-            pending
-                .before(conn, &tables, &contact_event, contact_id)
-                .await?;
+            pending.before(conn, &contact_event, contact_id).await?;
             apply(
                 conn,
                 &tables,
@@ -208,9 +206,9 @@ impl Projection for Contacts {
                 contact_event,
             )
             .await?;
-            pending.record(event, contact_id);
+            pending.record(event, contact_id)?;
         }
-        pending.write(conn, &tables).await
+        pending.write(conn).await
     }
 }
 
@@ -309,7 +307,7 @@ fn tags_and_fields(moved: &Moved) -> (Vec<String>, Value) {
 async fn apply(
     conn: &mut PgConnection,
     tables: &Tables,
-    pending: &mut Pending<'_>,
+    pending: &mut Pending,
     event: &RecordedEvent,
     contact_id: Uuid,
     contact_event: ContactEvent,
@@ -347,7 +345,7 @@ async fn apply(
                 notes: notes.and_then(Personal::into_clear),
                 custom_fields: Value::Object(custom),
                 created_at: at,
-            });
+            })?;
         }
         E::ContactRenamed { full_name } => {
             set(

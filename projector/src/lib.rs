@@ -10,6 +10,7 @@
 pub mod access;
 pub mod audit;
 pub mod contacts;
+mod copy;
 pub mod custom_fields;
 mod event_stats;
 pub mod groups;

@@ -1,5 +1,5 @@
 //! The rows a batch of contact events adds, held back so that each table takes them in one
-//! statement: written one event at a time, a replay paid a round trip or two per event.
+//! `COPY`: written one event at a time, a replay paid a round trip or two per event.
 //!
 //! Held rows must be in their tables before any statement that reads or changes them runs;
 //! [`Pending::before`] writes what an event's own statements need to see.
@@ -9,20 +9,33 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use events::RecordedEvent;
 use events::contact::ContactEvent;
+use postgres_types::Type;
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{Tables, plain};
+use crate::copy::CopyRows;
 
 /// What a batch has yet to write: new contacts, and the timeline in log order.
-#[derive(Default)]
-pub(super) struct Pending<'a> {
+pub(super) struct Pending {
     created: Created,
-    timeline: Timeline<'a>,
+    timeline: Timeline,
 }
 
-impl<'a> Pending<'a> {
+impl Pending {
+    pub fn new(tables: &Tables) -> Self {
+        Self {
+            created: Created {
+                rows: CopyRows::new(&tables.contacts, CONTACT_COLUMNS, CONTACT_TYPES),
+                held: HashSet::new(),
+            },
+            timeline: Timeline {
+                rows: CopyRows::new(&tables.timeline, TIMELINE_COLUMNS, TIMELINE_TYPES),
+            },
+        }
+    }
+
     /// Writes what the statements of `event` (in `contact_id`'s stream) must see first.
     /// Erasing, merging and unmerging rewrite timeline rows, other contacts' too, so everything
     /// held goes before them. Every other event changes only rows of its own contact, whose
@@ -30,7 +43,6 @@ impl<'a> Pending<'a> {
     pub async fn before(
         &mut self,
         conn: &mut PgConnection,
-        tables: &Tables,
         event: &ContactEvent,
         contact_id: Uuid,
     ) -> anyhow::Result<()> {
@@ -38,27 +50,27 @@ impl<'a> Pending<'a> {
         match event {
             E::ContactCreated { .. } => Ok(()),
             E::ContactErased {} | E::ContactMerged { .. } | E::ContactUnmerged { .. } => {
-                self.write(conn, tables).await
+                self.write(conn).await
             }
-            _ if self.created.holds(contact_id) => self.created.write(conn, tables).await,
+            _ if self.created.holds(contact_id) => self.created.write(conn).await,
             _ => Ok(()),
         }
     }
 
     /// Holds the row of a created contact.
-    pub fn create(&mut self, contact: NewContact) {
-        self.created.push(contact);
+    pub fn create(&mut self, contact: NewContact) -> anyhow::Result<()> {
+        self.created.push(contact)
     }
 
     /// Holds the timeline row of `event`, about `contact_id`.
-    pub fn record(&mut self, event: &'a RecordedEvent, contact_id: Uuid) {
-        self.timeline.push(event, contact_id);
+    pub fn record(&mut self, event: &RecordedEvent, contact_id: Uuid) -> anyhow::Result<()> {
+        self.timeline.push(event, contact_id)
     }
 
     /// Writes everything held.
-    pub async fn write(&mut self, conn: &mut PgConnection, tables: &Tables) -> anyhow::Result<()> {
-        self.created.write(conn, tables).await?;
-        self.timeline.write(conn, tables).await
+    pub async fn write(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.created.write(conn).await?;
+        self.timeline.write(conn).await
     }
 }
 
@@ -79,22 +91,29 @@ pub(super) struct NewContact {
     pub created_at: DateTime<Utc>,
 }
 
-/// Created contacts as the columns that one `INSERT … SELECT FROM unnest(…)` takes.
-#[derive(Default)]
+/// The columns of a created contact's row, as [`Created`] copies them.
+const CONTACT_COLUMNS: &str = "(contact_id, org_id, full_name, email, whatsapp, telegram_chat_id, \
+     instagram_scoped_id, instagram_user_id, tags, notes, custom_fields, created_at, updated_at)";
+const CONTACT_TYPES: &[Type] = &[
+    Type::UUID,
+    Type::UUID,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT_ARRAY,
+    Type::TEXT,
+    Type::JSONB,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+];
+
+/// Created contacts' rows, copied in one `COPY`. A contact is created once (its stream is
+/// started with `NoStream`), so no row of theirs is in the table yet.
 struct Created {
-    contact_id: Vec<Uuid>,
-    org_id: Vec<Uuid>,
-    full_name: Vec<Option<String>>,
-    email: Vec<Option<String>>,
-    whatsapp: Vec<Option<String>>,
-    telegram_chat_id: Vec<Option<String>>,
-    instagram_scoped_id: Vec<Option<String>>,
-    instagram_user_id: Vec<Option<String>>,
-    /// Each contact's tags as a JSON array: a `text[]` cannot be an element of an array.
-    tags: Vec<Value>,
-    notes: Vec<Option<String>>,
-    custom_fields: Vec<Value>,
-    created_at: Vec<DateTime<Utc>>,
+    rows: CopyRows,
     /// The contacts held.
     held: HashSet<Uuid>,
 }
@@ -104,120 +123,74 @@ impl Created {
         self.held.contains(&contact_id)
     }
 
-    fn push(&mut self, contact: NewContact) {
-        // A second create of a held contact would meet the first one's row and do nothing
-        // (`ON CONFLICT DO NOTHING`), as it does when each is written on its own.
+    fn push(&mut self, contact: NewContact) -> anyhow::Result<()> {
+        // A second create of a held contact is the first one's again: the log holds one.
         if !self.held.insert(contact.contact_id) {
-            return;
-        }
-        self.contact_id.push(contact.contact_id);
-        self.org_id.push(contact.org_id);
-        self.full_name.push(contact.full_name);
-        self.email.push(contact.email);
-        self.whatsapp.push(contact.whatsapp);
-        self.telegram_chat_id.push(contact.telegram_chat_id);
-        self.instagram_scoped_id.push(contact.instagram_scoped_id);
-        self.instagram_user_id.push(contact.instagram_user_id);
-        self.tags.push(Value::from(contact.tags));
-        self.notes.push(contact.notes);
-        self.custom_fields.push(contact.custom_fields);
-        self.created_at.push(contact.created_at);
-    }
-
-    async fn write(&mut self, conn: &mut PgConnection, tables: &Tables) -> anyhow::Result<()> {
-        if self.held.is_empty() {
             return Ok(());
         }
-        let contacts = &tables.contacts;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {contacts} (contact_id, org_id, full_name, email, whatsapp,
-                 telegram_chat_id, instagram_scoped_id, instagram_user_id, tags, notes,
-                 custom_fields, created_at, updated_at)
-             SELECT c, o, f, e, w, t, s, u,
-                    -- Most contacts have no tags: no subquery for them.
-                    CASE WHEN g = '[]' THEN '{{}}'::text[]
-                         ELSE ARRAY(SELECT tag FROM jsonb_array_elements_text(g)
-                                        WITH ORDINALITY AS tags(tag, i)
-                                    ORDER BY i)
-                    END,
-                    n, cf, a, a
-             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::text[], $8::text[], $9::jsonb[], $10::text[], $11::jsonb[],
-                         $12::timestamptz[])
-                  AS x(c, o, f, e, w, t, s, u, g, n, cf, a)
-             ON CONFLICT (contact_id) DO NOTHING"
-        )))
-        .bind(&self.contact_id)
-        .bind(&self.org_id)
-        .bind(&self.full_name)
-        .bind(&self.email)
-        .bind(&self.whatsapp)
-        .bind(&self.telegram_chat_id)
-        .bind(&self.instagram_scoped_id)
-        .bind(&self.instagram_user_id)
-        .bind(&self.tags)
-        .bind(&self.notes)
-        .bind(&self.custom_fields)
-        .bind(&self.created_at)
-        .execute(conn)
-        .await?;
-        *self = Self::default();
+        self.rows.push(&[
+            &contact.contact_id,
+            &contact.org_id,
+            &contact.full_name,
+            &contact.email,
+            &contact.whatsapp,
+            &contact.telegram_chat_id,
+            &contact.instagram_scoped_id,
+            &contact.instagram_user_id,
+            &contact.tags,
+            &contact.notes,
+            &contact.custom_fields,
+            &contact.created_at,
+            &contact.created_at,
+        ])
+    }
+
+    async fn write(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.rows.write(conn).await?;
+        self.held.clear();
         Ok(())
     }
 }
 
-/// Timeline rows as the columns that one `INSERT … SELECT FROM unnest(…)` takes, in log order.
-#[derive(Default)]
-struct Timeline<'a> {
-    org_id: Vec<Uuid>,
-    contact_id: Vec<Uuid>,
-    event_id: Vec<Uuid>,
-    event_type: Vec<&'a str>,
-    data: Vec<Value>,
-    actor_kind: Vec<&'static str>,
-    actor_id: Vec<Option<String>>,
-    recorded_at: Vec<DateTime<Utc>>,
+/// The columns of a timeline row, as [`Timeline`] copies them.
+const TIMELINE_COLUMNS: &str = "(org_id, contact_id, origin_contact_id, event_id, event_type, \
+     data, actor_kind, actor_id, recorded_at)";
+const TIMELINE_TYPES: &[Type] = &[
+    Type::UUID,
+    Type::UUID,
+    Type::UUID,
+    Type::UUID,
+    Type::TEXT,
+    Type::JSONB,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+];
+
+/// Timeline rows in log order, copied in one `COPY`: `seq` follows the order they are copied
+/// in, which is the log's.
+struct Timeline {
+    rows: CopyRows,
 }
 
-impl<'a> Timeline<'a> {
-    fn push(&mut self, event: &'a RecordedEvent, contact_id: Uuid) {
+impl Timeline {
+    fn push(&mut self, event: &RecordedEvent, contact_id: Uuid) -> anyhow::Result<()> {
         let (actor_kind, actor_id) = event.metadata.actor.columns();
-        self.org_id.push(event.org_id);
-        self.contact_id.push(contact_id);
-        self.event_id.push(event.event_id);
-        self.event_type.push(&event.event_type);
-        self.data.push(plain(&event.data));
-        self.actor_kind.push(actor_kind);
-        self.actor_id.push(actor_id);
-        self.recorded_at.push(event.recorded_at);
+        self.rows.push(&[
+            &event.org_id,
+            &contact_id,
+            &contact_id,
+            &event.event_id,
+            &event.event_type,
+            &plain(&event.data),
+            &actor_kind,
+            &actor_id,
+            &event.recorded_at,
+        ])
     }
 
-    async fn write(&mut self, conn: &mut PgConnection, tables: &Tables) -> anyhow::Result<()> {
-        if self.event_id.is_empty() {
-            return Ok(());
-        }
-        let timeline = &tables.timeline;
-        // `seq` is the timeline's order: rows take it in the order of the log.
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {timeline} (org_id, contact_id, origin_contact_id, event_id, event_type,
-                                     data, actor_kind, actor_id, recorded_at)
-             SELECT o, c, c, e, t, d, k, a, r
-             FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::jsonb[],
-                         $6::text[], $7::text[], $8::timestamptz[])
-                  WITH ORDINALITY AS x(o, c, e, t, d, k, a, r, n)
-             ORDER BY n"
-        )))
-        .bind(&self.org_id)
-        .bind(&self.contact_id)
-        .bind(&self.event_id)
-        .bind(&self.event_type)
-        .bind(&self.data)
-        .bind(&self.actor_kind)
-        .bind(&self.actor_id)
-        .bind(&self.recorded_at)
-        .execute(conn)
-        .await?;
-        *self = Self::default();
+    async fn write(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        self.rows.write(conn).await?;
         Ok(())
     }
 }
