@@ -43,6 +43,9 @@ pub enum JobMappingError {
 }
 
 impl Job {
+    /// The event types [`Job::from_event`] makes jobs of: the relay reads only these.
+    pub const EVENT_TYPES: &'static [&'static str] = &["DispatchProbeRequested"];
+
     /// The job for `event`, if the event asks for dispatch work. The channel is not checked
     /// against the topology here; the relay does that.
     pub fn from_event(event: &RecordedEvent) -> Result<Option<Job>, JobMappingError> {

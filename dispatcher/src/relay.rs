@@ -1,6 +1,7 @@
-//! The relay: the log is the outbox. It reads the log after its checkpoint in batches, publishes
-//! a job for every dispatch-relevant event with publisher confirms and `mandatory`, and moves
-//! its checkpoint past a batch only once every message of the batch is confirmed and routed.
+//! The relay: the log is the outbox. It reads the log's dispatch-relevant events after its
+//! checkpoint in batches (passing over the others unread), publishes a job for each with
+//! publisher confirms and `mandatory`, and moves its checkpoint past a batch only once every
+//! message of the batch is confirmed and routed.
 //!
 //! A crash or a lost connection between publishing and the checkpoint write re-publishes that
 //! batch: delivery to RabbitMQ is at-least-once, and the workers make it effectively once.
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::ExponentialBackoff;
-use event_store::EventStore;
+use event_store::{EventStore, LogFollower, POLL_FALLBACK};
 use events::{Position, RecordedEvent};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Confirmation};
@@ -26,8 +27,6 @@ use crate::{DispatchConfig, Shutdown};
 
 /// A batch the broker neither confirms nor fails in this long is treated as failed.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a caught-up relay waits for a wake-up before it polls the log anyway.
-const POLL_FALLBACK: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -161,36 +160,38 @@ impl Relay {
             channel = open_publisher(session, &self.topology) => channel?,
             () = session.lost() => return Err(RelayError::ConnectionLost),
         };
-        let mut wakeups = self.store.wakeups();
+        let mut follower = LogFollower::new(self.store.clone(), *position).only(Job::EVENT_TYPES);
         loop {
             if shutdown.is_triggered() {
                 let _ = channel.close(200, "shutdown".into()).await;
                 return Ok(());
             }
-            // Marked seen before reading, so an append between the read and the wait wakes us.
-            if let Some(wakeups) = wakeups.as_mut() {
-                wakeups.borrow_and_update();
-            }
-            let events = self.store.read_all(*position, self.batch).await?;
-            let Some(last) = events.last().map(|e| e.position) else {
+            let events = follower.next_batch(self.batch).await?;
+            // A short batch was all there was: what came since wakes the follower.
+            let caught_up = events.len() < self.batch;
+            if !events.is_empty() {
                 tokio::select! {
-                    () = wait_for_append(self.store.as_ref(), wakeups.as_mut()) => {}
+                    published = self.publish_batch(&channel, &events) => {
+                        let published = published?;
+                        tracing::debug!(events = events.len(), published, "batch confirmed");
+                    }
+                    () = session.lost() => return Err(RelayError::ConnectionLost),
+                }
+            }
+            // Past the published events, and past the others the read covered.
+            if let Some(covered) = follower.position().filter(|p| Some(*p) > *position) {
+                checkpoint::save(&mut lease.connection, &self.name, covered).await?;
+                *position = Some(covered);
+                self.progress.send_replace(Some(covered));
+                *delays = crate::broker::delays();
+            }
+            if caught_up {
+                tokio::select! {
+                    () = follower.wait(POLL_FALLBACK) => {}
                     () = shutdown.wait() => {}
                     () = session.lost() => return Err(RelayError::ConnectionLost),
                 }
-                continue;
-            };
-            tokio::select! {
-                published = self.publish_batch(&channel, &events) => {
-                    let published = published?;
-                    tracing::debug!(events = events.len(), published, %last, "batch confirmed");
-                }
-                () = session.lost() => return Err(RelayError::ConnectionLost),
             }
-            checkpoint::save(&mut lease.connection, &self.name, last).await?;
-            *position = Some(last);
-            self.progress.send_replace(Some(last));
-            *delays = crate::broker::delays();
         }
     }
 
@@ -277,15 +278,6 @@ async fn open_publisher(session: &Session, topology: &Topology) -> lapin::Result
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     Ok(channel)
-}
-
-async fn wait_for_append(store: &dyn EventStore, wakeups: Option<&mut watch::Receiver<()>>) {
-    match wakeups {
-        Some(wakeups) => {
-            let _ = tokio::time::timeout(POLL_FALLBACK, wakeups.changed()).await;
-        }
-        None => store.wait_for_append(POLL_FALLBACK).await,
-    }
 }
 
 pub(crate) async fn sleep_unless(shutdown: &Shutdown, delay: Duration) {
