@@ -7,7 +7,7 @@ use events::RecordedEvent;
 use postgres_types::Type;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
-use crate::copy::CopyRows;
+use crate::copy::{Columns, CopyRows};
 use crate::{Projection, table};
 
 pub struct Audit;
@@ -76,7 +76,7 @@ impl Projection for Audit {
         events: &[RecordedEvent],
     ) -> anyhow::Result<()> {
         // `seq` follows the order the rows are copied in: the log's.
-        let mut rows = CopyRows::new(&table(VIEW, generation), COLUMNS, TYPES);
+        let mut rows = CopyRows::new(&table(VIEW, generation), COLUMNS);
         for event in events.iter().filter(|e| !e.org_id.is_nil()) {
             let (kind, id) = event.metadata.actor.columns();
             rows.push(&[
@@ -98,18 +98,17 @@ impl Projection for Audit {
 }
 
 /// The columns of an audit row, as `apply` copies them.
-const COLUMNS: &str = "(org_id, event_id, stream, event_type, actor_kind, actor_id, ip, user_agent, data, recorded_at)";
-const TYPES: &[Type] = &[
-    Type::UUID,
-    Type::UUID,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::JSONB,
-    Type::TIMESTAMPTZ,
+const COLUMNS: Columns = &[
+    ("org_id", Type::UUID),
+    ("event_id", Type::UUID),
+    ("stream", Type::TEXT),
+    ("event_type", Type::TEXT),
+    ("actor_kind", Type::TEXT),
+    ("actor_id", Type::TEXT),
+    ("ip", Type::TEXT),
+    ("user_agent", Type::TEXT),
+    ("data", Type::JSONB),
+    ("recorded_at", Type::TIMESTAMPTZ),
 ];
 
 /// An event's data as the audit trail shows it: without the hashes of secrets (`token_hash`,

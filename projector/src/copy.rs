@@ -11,23 +11,29 @@ use sqlx::PgConnection;
 /// What starts every binary `COPY` stream: the signature, no flags, no header extension.
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
-/// The rows of one `COPY` into `columns` of `table`, encoded as they are added.
+/// Columns of a `COPY`: each column's name and type, in the order rows give their values.
+pub(crate) type Columns = &'static [(&'static str, Type)];
+
+/// The rows of one `COPY` into some columns of a table, encoded as they are added.
 pub(crate) struct CopyRows {
     statement: String,
-    types: &'static [Type],
+    columns: Columns,
     buffer: BytesMut,
     rows: usize,
 }
 
 impl CopyRows {
-    /// Rows for `columns` (a column list such as `"(a, b)"`) of `table`, whose types are
-    /// `types`, in that order.
-    pub fn new(table: &str, columns: &str, types: &'static [Type]) -> Self {
+    /// Rows for `columns` of `table`.
+    pub fn new(table: &str, columns: Columns) -> Self {
+        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
         let mut buffer = BytesMut::with_capacity(HEADER.len() + 2);
         buffer.put_slice(HEADER);
         Self {
-            statement: format!("COPY {table} {columns} FROM STDIN (FORMAT binary)"),
-            types,
+            statement: format!(
+                "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+                names.join(", ")
+            ),
+            columns,
             buffer,
             rows: 0,
         }
@@ -41,10 +47,10 @@ impl CopyRows {
     /// A row that cannot be encoded is not added.
     pub fn push(&mut self, values: &[&(dyn ToSql + Sync)]) -> anyhow::Result<()> {
         anyhow::ensure!(
-            values.len() == self.types.len(),
+            values.len() == self.columns.len(),
             "a row of {} values for {} columns",
             values.len(),
-            self.types.len()
+            self.columns.len()
         );
         let start = self.buffer.len();
         let encoded = self.encode(values);
@@ -58,7 +64,7 @@ impl CopyRows {
 
     fn encode(&mut self, values: &[&(dyn ToSql + Sync)]) -> anyhow::Result<()> {
         self.buffer.put_i16(i16::try_from(values.len())?);
-        for (value, ty) in values.iter().zip(self.types) {
+        for (value, (_, ty)) in values.iter().zip(self.columns) {
             // The length goes before the value, once the value is written.
             let at = self.buffer.len();
             self.buffer.put_i32(0);
@@ -96,8 +102,8 @@ mod tests {
 
     #[test]
     fn rows_are_framed_as_postgres_reads_them() {
-        const TYPES: &[Type] = &[Type::INT4, Type::TEXT];
-        let mut rows = CopyRows::new("t", "(a, b)", TYPES);
+        const COLUMNS: Columns = &[("a", Type::INT4), ("b", Type::TEXT)];
+        let mut rows = CopyRows::new("t", COLUMNS);
         assert!(rows.is_empty());
         rows.push(&[&7_i32, &Some("hé")]).unwrap();
         rows.push(&[&-1_i32, &None::<String>]).unwrap();
@@ -112,8 +118,8 @@ mod tests {
 
     #[test]
     fn a_row_must_have_a_value_for_every_column_of_the_right_type() {
-        const TYPES: &[Type] = &[Type::INT4, Type::TEXT];
-        let mut rows = CopyRows::new("t", "(a, b)", TYPES);
+        const COLUMNS: Columns = &[("a", Type::INT4), ("b", Type::TEXT)];
+        let mut rows = CopyRows::new("t", COLUMNS);
         assert!(rows.push(&[&7_i32]).is_err());
         assert!(rows.push(&[&"seven", &"7"]).is_err());
         assert!(rows.is_empty());

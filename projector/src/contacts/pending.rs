@@ -15,7 +15,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{Tables, plain};
-use crate::copy::CopyRows;
+use crate::copy::{Columns, CopyRows};
 
 /// What a batch has yet to write: new contacts, and the timeline in log order.
 pub(super) struct Pending {
@@ -27,11 +27,11 @@ impl Pending {
     pub fn new(tables: &Tables) -> Self {
         Self {
             created: Created {
-                rows: CopyRows::new(&tables.contacts, CONTACT_COLUMNS, CONTACT_TYPES),
+                rows: CopyRows::new(&tables.contacts, CONTACT_COLUMNS),
                 held: HashSet::new(),
             },
             timeline: Timeline {
-                rows: CopyRows::new(&tables.timeline, TIMELINE_COLUMNS, TIMELINE_TYPES),
+                rows: CopyRows::new(&tables.timeline, TIMELINE_COLUMNS),
             },
         }
     }
@@ -92,22 +92,20 @@ pub(super) struct NewContact {
 }
 
 /// The columns of a created contact's row, as [`Created`] copies them.
-const CONTACT_COLUMNS: &str = "(contact_id, org_id, full_name, email, whatsapp, telegram_chat_id, \
-     instagram_scoped_id, instagram_user_id, tags, notes, custom_fields, created_at, updated_at)";
-const CONTACT_TYPES: &[Type] = &[
-    Type::UUID,
-    Type::UUID,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT_ARRAY,
-    Type::TEXT,
-    Type::JSONB,
-    Type::TIMESTAMPTZ,
-    Type::TIMESTAMPTZ,
+const CONTACT_COLUMNS: Columns = &[
+    ("contact_id", Type::UUID),
+    ("org_id", Type::UUID),
+    ("full_name", Type::TEXT),
+    ("email", Type::TEXT),
+    ("whatsapp", Type::TEXT),
+    ("telegram_chat_id", Type::TEXT),
+    ("instagram_scoped_id", Type::TEXT),
+    ("instagram_user_id", Type::TEXT),
+    ("tags", Type::TEXT_ARRAY),
+    ("notes", Type::TEXT),
+    ("custom_fields", Type::JSONB),
+    ("created_at", Type::TIMESTAMPTZ),
+    ("updated_at", Type::TIMESTAMPTZ),
 ];
 
 /// Created contacts' rows, copied in one `COPY`. A contact is created once (its stream is
@@ -153,18 +151,16 @@ impl Created {
 }
 
 /// The columns of a timeline row, as [`Timeline`] copies them.
-const TIMELINE_COLUMNS: &str = "(org_id, contact_id, origin_contact_id, event_id, event_type, \
-     data, actor_kind, actor_id, recorded_at)";
-const TIMELINE_TYPES: &[Type] = &[
-    Type::UUID,
-    Type::UUID,
-    Type::UUID,
-    Type::UUID,
-    Type::TEXT,
-    Type::JSONB,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TIMESTAMPTZ,
+const TIMELINE_COLUMNS: Columns = &[
+    ("org_id", Type::UUID),
+    ("contact_id", Type::UUID),
+    ("origin_contact_id", Type::UUID),
+    ("event_id", Type::UUID),
+    ("event_type", Type::TEXT),
+    ("data", Type::JSONB),
+    ("actor_kind", Type::TEXT),
+    ("actor_id", Type::TEXT),
+    ("recorded_at", Type::TIMESTAMPTZ),
 ];
 
 /// Timeline rows in log order, copied in one `COPY`: `seq` follows the order they are copied
