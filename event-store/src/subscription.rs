@@ -66,22 +66,29 @@ impl<S: EventStore + ?Sized> LogFollower<S> {
         self.after
     }
 
-    /// The next batch of at most `limit` events; empty when caught up (it does not wait).
+    /// The next batch of at most `limit` events; empty when caught up (it does not wait). A
+    /// read-ahead made for a smaller limit is handed out as it is, so a caller can let its
+    /// batches grow without losing it.
     pub async fn next_batch(&mut self, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let (batch, covered) = match self.ahead.take() {
-            Some(mut ahead) if ahead.limit == limit => match (&mut ahead.read).await {
-                Ok(read) => read?,
+        let (batch, covered, asked) = match self.ahead.take() {
+            Some(mut ahead) if ahead.limit <= limit => match (&mut ahead.read).await {
+                Ok(read) => {
+                    let (batch, covered) = read?;
+                    (batch, covered, ahead.limit)
+                }
                 Err(join) => return Err(StoreError::Backend(format!("read-ahead: {join}"))),
             },
             _ => {
                 self.mark_wakeups_seen();
-                read(&*self.store, self.after, limit, self.types).await?
+                let (batch, covered) = read(&*self.store, self.after, limit, self.types).await?;
+                (batch, covered, limit)
             }
         };
         if covered > self.after {
             self.after = covered;
         }
-        if batch.len() >= limit {
+        // A full read says there is more: read it while the caller works.
+        if batch.len() >= asked {
             self.read_ahead(limit);
         }
         Ok(batch)
@@ -222,8 +229,9 @@ mod tests {
         append(&store, "probe-a", 7).await;
         let mut follower = LogFollower::new(store.clone(), None);
         let mut seen = Vec::new();
-        // Full batches start a read-ahead; a changed limit discards it and reads again.
-        for limit in [2, 2, 3, 3, 3] {
+        // Full batches start a read-ahead, which a larger limit takes as it is and a smaller
+        // one discards and reads again.
+        for limit in [2, 2, 3, 1, 3] {
             let batch = follower.next_batch(limit).await.expect("batch");
             assert!(batch.len() <= limit);
             seen.extend(batch.into_iter().map(|e| e.version));

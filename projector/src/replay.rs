@@ -17,6 +17,9 @@ use crate::runtime::{Batch, apply_batch, follower};
 /// fifth faster than 5 000 for contacts, at about 150 MB instead of 85; 20 000 barely faster
 /// again, at 215 MB.
 const REPLAY_BATCH: usize = 10_000;
+/// The first batch of a catch-up: small, so that applying starts at once; each next one is
+/// twice as large, up to [`REPLAY_BATCH`], while the one before it is applied.
+const FIRST_REPLAY_BATCH: usize = 1_000;
 
 /// How a replay reports its progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,11 +157,13 @@ impl Rebuild<'_> {
     ) -> anyhow::Result<()> {
         let projection = self.projection;
         let mut follower = follower(store, self.checkpoint, projection);
-        let mut batch = next_batch(&mut follower, projection).await?;
+        let mut limit = FIRST_REPLAY_BATCH;
+        let mut batch = next_batch(&mut follower, projection, limit).await?;
         while batch.last.is_some() {
+            limit = (limit * 2).min(REPLAY_BATCH);
             let ((), next) = tokio::try_join!(
                 self.apply(conn, batch),
-                next_batch(&mut follower, projection)
+                next_batch(&mut follower, projection, limit)
             )?;
             batch = next;
         }
@@ -203,13 +208,14 @@ impl Rebuild<'_> {
     }
 }
 
-/// The next batch of the log, down to the events `projection` handles and prepared; empty once
-/// caught up. (The follower already reads the batch after it.)
+/// The next batch of the log (at most `limit` events), down to the events `projection` handles
+/// and prepared; empty once caught up. (The follower already reads the batch after it.)
 async fn next_batch<S: EventStore + ?Sized>(
     follower: &mut LogFollower<S>,
     projection: &dyn Projection,
+    limit: usize,
 ) -> anyhow::Result<Batch> {
-    let read = follower.next_batch(REPLAY_BATCH).await?;
+    let read = follower.next_batch(limit).await?;
     let mut batch = Batch::of(read);
     if !batch.events.is_empty() {
         batch.events = projection.prepare(batch.events).await?;
