@@ -1,6 +1,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde::de::value::MapDeserializer;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{NewEvent, RecordedEvent, Upcasters};
@@ -44,18 +45,28 @@ pub trait TypedEvent: Serialize + DeserializeOwned {
             return Ok(None);
         }
         let target = Self::schema_version(&event.event_type);
-        let data = upcasters
-            .upcast(
-                &event.event_type,
-                event.schema_version,
-                target,
-                event.data.clone(),
-            )
-            .map_err(DecodeError::Upcast)?;
-        let mut tagged = Map::with_capacity(2);
-        tagged.insert("type".into(), Value::String(event.event_type.clone()));
-        tagged.insert("data".into(), data);
-        serde_json::from_value(Value::Object(tagged))
+        // Current data is read where it lies; only older schema versions are copied to upcast.
+        let upcast;
+        let data = if event.schema_version == target {
+            &event.data
+        } else {
+            upcast = upcasters
+                .upcast(
+                    &event.event_type,
+                    event.schema_version,
+                    target,
+                    event.data.clone(),
+                )
+                .map_err(DecodeError::Upcast)?;
+            &upcast
+        };
+        // The tag first, so that the enum reads its data knowing the variant instead of
+        // buffering it as it would if the data came first (as a JSON object's sorted keys have it).
+        let tag = Value::String(event.event_type.clone());
+        let tagged = MapDeserializer::<_, serde_json::Error>::new(
+            [("type", &tag), ("data", data)].into_iter(),
+        );
+        Self::deserialize(tagged)
             .map(Some)
             .map_err(DecodeError::Json)
     }
@@ -121,6 +132,23 @@ mod tests {
         assert_eq!(back, Some(event));
         let unit = Thing::ThingRemoved.encode().expect("encodes");
         assert_eq!(unit, ("ThingRemoved".to_string(), Value::Null));
+        let back = Thing::decode(&recorded("ThingRemoved", 1, unit.1), &Upcasters::default())
+            .expect("decodes");
+        assert_eq!(back, Some(Thing::ThingRemoved));
+    }
+
+    #[test]
+    fn data_of_the_wrong_shape_is_an_error() {
+        for data in [json!({"name": 5}), json!({}), json!("a"), Value::Null] {
+            let event = recorded("ThingNamed", 2, data.clone());
+            assert!(
+                matches!(
+                    Thing::decode(&event, &Upcasters::default()),
+                    Err(DecodeError::Json(_))
+                ),
+                "{data}"
+            );
+        }
     }
 
     #[test]
