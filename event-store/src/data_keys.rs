@@ -302,21 +302,24 @@ impl DataKeys {
         executor: E,
         events: &mut [RecordedEvent],
     ) -> Result<(), DataKeyError> {
-        let mut subjects = Vec::new();
-        for event in events.iter() {
-            if personal::has_sealed(&event.data) {
-                subjects.push(subject_of(event)?);
-            }
-        }
+        // Each event's subject, `None` when it has nothing sealed: its data is searched once.
+        let sealed = events
+            .iter()
+            .map(|event| {
+                personal::has_sealed(&event.data)
+                    .then(|| subject_of(event))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut subjects: Vec<Uuid> = sealed.iter().flatten().copied().collect();
         if subjects.is_empty() {
             return Ok(());
         }
         subjects.sort_unstable();
         subjects.dedup();
         let keys = self.get_many(executor, &subjects).await?;
-        for event in events.iter_mut() {
-            if personal::has_sealed(&event.data) {
-                let subject = subject_of(event)?;
+        for (event, subject) in events.iter_mut().zip(sealed) {
+            if let Some(subject) = subject {
                 personal::open(&mut event.data, subject, keys.get(&subject))?;
             }
         }
