@@ -92,8 +92,7 @@ impl Projection for Audit {
                 &event.recorded_at,
             ])?;
         }
-        rows.write(conn).await?;
-        Ok(())
+        rows.write(conn).await
     }
 }
 

@@ -80,10 +80,10 @@ impl CopyRows {
         Ok(())
     }
 
-    /// Writes the rows (none: nothing is sent) and forgets them; how many were written.
-    pub async fn write(&mut self, conn: &mut PgConnection) -> anyhow::Result<u64> {
+    /// Writes the rows (none: nothing is sent) and forgets them.
+    pub async fn write(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
         if self.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let mut buffer = std::mem::replace(&mut self.buffer, BytesMut::new());
         self.buffer.put_slice(HEADER);
@@ -91,7 +91,8 @@ impl CopyRows {
         buffer.put_i16(-1);
         let mut copy = conn.copy_in_raw(&self.statement).await?;
         copy.send(buffer.freeze()).await?;
-        Ok(copy.finish().await?)
+        copy.finish().await?;
+        Ok(())
     }
 }
 

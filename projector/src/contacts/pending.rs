@@ -17,10 +17,11 @@ use uuid::Uuid;
 use super::{Tables, plain};
 use crate::copy::{Columns, CopyRows};
 
-/// What a batch has yet to write: new contacts, and the timeline in log order.
+/// What a batch has yet to write: new contacts, and the timeline in log order (`seq` follows
+/// the order its rows are copied in, which is the log's).
 pub(super) struct Pending {
     created: Created,
-    timeline: Timeline,
+    timeline: CopyRows,
 }
 
 impl Pending {
@@ -30,9 +31,7 @@ impl Pending {
                 rows: CopyRows::new(&tables.contacts, CONTACT_COLUMNS),
                 held: HashSet::new(),
             },
-            timeline: Timeline {
-                rows: CopyRows::new(&tables.timeline, TIMELINE_COLUMNS),
-            },
+            timeline: CopyRows::new(&tables.timeline, TIMELINE_COLUMNS),
         }
     }
 
@@ -64,7 +63,18 @@ impl Pending {
 
     /// Holds the timeline row of `event`, about `contact_id`.
     pub fn record(&mut self, event: &RecordedEvent, contact_id: Uuid) -> anyhow::Result<()> {
-        self.timeline.push(event, contact_id)
+        let (actor_kind, actor_id) = event.metadata.actor.columns();
+        self.timeline.push(&[
+            &event.org_id,
+            &contact_id,
+            &contact_id,
+            &event.event_id,
+            &event.event_type,
+            &plain(&event.data),
+            &actor_kind,
+            &actor_id,
+            &event.recorded_at,
+        ])
     }
 
     /// Writes everything held.
@@ -109,7 +119,8 @@ const CONTACT_COLUMNS: Columns = &[
 ];
 
 /// Created contacts' rows, copied in one `COPY`. A contact is created once (its stream is
-/// started with `NoStream`), so no row of theirs is in the table yet.
+/// started with `NoStream`), so no row of theirs is in the table yet; a second create, in this
+/// batch or an earlier one, is refused rather than ignored.
 struct Created {
     rows: CopyRows,
     /// The contacts held.
@@ -122,10 +133,11 @@ impl Created {
     }
 
     fn push(&mut self, contact: NewContact) -> anyhow::Result<()> {
-        // A second create of a held contact is the first one's again: the log holds one.
-        if !self.held.insert(contact.contact_id) {
-            return Ok(());
-        }
+        anyhow::ensure!(
+            self.held.insert(contact.contact_id),
+            "contact {} is created twice in the log",
+            contact.contact_id
+        );
         self.rows.push(&[
             &contact.contact_id,
             &contact.org_id,
@@ -150,7 +162,7 @@ impl Created {
     }
 }
 
-/// The columns of a timeline row, as [`Timeline`] copies them.
+/// The columns of a timeline row, as [`Pending::record`] copies them.
 const TIMELINE_COLUMNS: Columns = &[
     ("org_id", Type::UUID),
     ("contact_id", Type::UUID),
@@ -162,31 +174,3 @@ const TIMELINE_COLUMNS: Columns = &[
     ("actor_id", Type::TEXT),
     ("recorded_at", Type::TIMESTAMPTZ),
 ];
-
-/// Timeline rows in log order, copied in one `COPY`: `seq` follows the order they are copied
-/// in, which is the log's.
-struct Timeline {
-    rows: CopyRows,
-}
-
-impl Timeline {
-    fn push(&mut self, event: &RecordedEvent, contact_id: Uuid) -> anyhow::Result<()> {
-        let (actor_kind, actor_id) = event.metadata.actor.columns();
-        self.rows.push(&[
-            &event.org_id,
-            &contact_id,
-            &contact_id,
-            &event.event_id,
-            &event.event_type,
-            &plain(&event.data),
-            &actor_kind,
-            &actor_id,
-            &event.recorded_at,
-        ])
-    }
-
-    async fn write(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
-        self.rows.write(conn).await?;
-        Ok(())
-    }
-}
