@@ -229,13 +229,16 @@ mod tests {
         append(&store, "probe-a", 7).await;
         let mut follower = LogFollower::new(store.clone(), None);
         let mut seen = Vec::new();
-        // Full batches start a read-ahead, which a larger limit takes as it is and a smaller
-        // one discards and reads again.
+        let mut lengths = Vec::new();
+        // Full batches start a read-ahead, which a larger limit takes as it is (the third
+        // batch: 2 events, read for a limit of 2) and a smaller one discards and reads again.
         for limit in [2, 2, 3, 1, 3] {
             let batch = follower.next_batch(limit).await.expect("batch");
             assert!(batch.len() <= limit);
+            lengths.push(batch.len());
             seen.extend(batch.into_iter().map(|e| e.version));
         }
+        assert_eq!(lengths, [2, 2, 2, 1, 0]);
         assert_eq!(seen, (0..7).collect::<Vec<_>>());
         assert_eq!(follower.next_batch(3).await.expect("caught up").len(), 0);
 
