@@ -16,6 +16,7 @@ use event_store::data_keys::DataKeys;
 use events::contact::{ContactEvent, Moved};
 use events::personal::{self, Personal};
 use events::{RecordedEvent, TypedEvent, Upcasters};
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use uuid::Uuid;
@@ -47,8 +48,9 @@ impl Projection for Contacts {
     }
 
     fn version(&self) -> i32 {
-        // 2: identity conflicts; 3: merges; 4: moved timeline rows indexed by their origin.
-        4
+        // 2: identity conflicts; 3: merges; 4: moved timeline rows indexed by their origin;
+        // 5: the timeline ordered by log position, its data as `json`.
+        5
     }
 
     fn handles(&self) -> &'static [&'static str] {
@@ -98,7 +100,8 @@ impl Projection for Contacts {
                  )) STORED
              );
              CREATE TABLE {timeline} (
-                 seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                 -- The event's position in the log: the newest-first order and the cursor.
+                 seq         bigint NOT NULL,
                  org_id      uuid NOT NULL,
                  contact_id  uuid NOT NULL,
                  -- The contact whose stream the event is in; `contact_id` differs while it is
@@ -106,14 +109,15 @@ impl Projection for Contacts {
                  origin_contact_id uuid NOT NULL,
                  event_id    uuid NOT NULL,
                  event_type  text NOT NULL,
-                 data        jsonb NOT NULL,
+                 -- Shown as it is, never searched: `json` is stored without being converted.
+                 data        json NOT NULL,
                  actor_kind  text NOT NULL,
                  actor_id    text,
-                 recorded_at timestamptz NOT NULL
+                 recorded_at timestamptz NOT NULL,
+                 -- Here rather than in `create_indexes`: merges move a contact's timeline rows
+                 -- by it, during a replay too.
+                 PRIMARY KEY (org_id, contact_id, seq)
              );
-             -- Here rather than in `create_indexes`: merges move a contact's timeline rows by
-             -- it, during a replay too.
-             CREATE INDEX ON {timeline} (org_id, contact_id, seq);
              -- The rows a merge moved, found again by the contact whose stream they are in
              -- (unmerge, erasure). Only moved rows are in it, so a replay barely keeps it.
              CREATE INDEX ON {timeline} (org_id, origin_contact_id)
@@ -224,20 +228,26 @@ fn text<T: ToString>(value: Option<Personal<T>>) -> Option<String> {
 }
 
 /// An event's data as the timeline shows it: personal values in the clear (or `null` once
-/// erased), without their wrappers.
-pub fn plain(data: &Value) -> Value {
-    match data {
-        Value::Object(fields) => {
-            if let Some(value) = fields.get("$personal") {
-                return plain(value);
+/// erased), without their wrappers. Serialized straight from the event's data, which it does
+/// not copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Plain<'a>(pub &'a Value);
+
+impl Serialize for Plain<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(fields) => {
+                if let Some(value) = fields.get("$personal") {
+                    return Plain(value).serialize(serializer);
+                }
+                if fields.contains_key("$erased") || fields.contains_key("$sealed") {
+                    return serializer.serialize_unit();
+                }
+                serializer.collect_map(fields.iter().map(|(key, value)| (key, Plain(value))))
             }
-            if fields.contains_key("$erased") || fields.contains_key("$sealed") {
-                return Value::Null;
-            }
-            Value::Object(fields.iter().map(|(k, v)| (k.clone(), plain(v))).collect())
+            Value::Array(items) => serializer.collect_seq(items.iter().map(Plain)),
+            other => other.serialize(serializer),
         }
-        Value::Array(items) => Value::Array(items.iter().map(plain).collect()),
-        other => other.clone(),
     }
 }
 
@@ -667,4 +677,34 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_shows_personal_values_in_the_clear_and_nothing_sealed_or_erased() {
+        let data = json!({
+            "full_name": {"$personal": "Ana"},
+            "email": {"$sealed": {"v": 1, "n": "", "c": ""}},
+            "notes": {"$erased": true},
+            "tags": ["vip", {"$personal": {"nested": [1, {"$personal": 2}]}}],
+            "custom_fields": {"size": 3},
+            "whatsapp": null,
+        });
+        let shown = serde_json::to_value(Plain(&data)).unwrap();
+        assert_eq!(
+            shown,
+            json!({
+                "full_name": "Ana",
+                "email": null,
+                "notes": null,
+                "tags": ["vip", {"nested": [1, 2]}],
+                "custom_fields": {"size": 3},
+                "whatsapp": null,
+            })
+        );
+    }
 }

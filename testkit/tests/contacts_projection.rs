@@ -99,12 +99,12 @@ async fn contact_events(stack: &TestStack, projection: &dyn Projection) -> Vec<R
     events
 }
 
-/// The rows of the contacts tables of `generation`: contacts, timeline (in its order, without
-/// the sequence numbers) and conflicts.
+/// The rows of the contacts tables of `generation`: contacts, timeline (in its order, with
+/// the log positions) and conflicts.
 async fn rows(pool: &PgPool, generation: i32) -> [Vec<Value>; 3] {
     let queries = [
         format!("SELECT to_jsonb(c) FROM rm_contacts_g{generation} c ORDER BY contact_id"),
-        format!("SELECT to_jsonb(t) - 'seq' FROM rm_contact_timeline_g{generation} t ORDER BY seq"),
+        format!("SELECT to_jsonb(t) FROM rm_contact_timeline_g{generation} t ORDER BY seq"),
         format!(
             "SELECT to_jsonb(c) FROM rm_contact_conflicts_g{generation} c ORDER BY conflict_id"
         ),

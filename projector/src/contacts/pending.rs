@@ -14,11 +14,11 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Tables, plain};
+use super::{Plain, Tables};
 use crate::copy::{Columns, CopyRows};
 
-/// What a batch has yet to write: new contacts, and the timeline in log order (`seq` follows
-/// the order its rows are copied in, which is the log's).
+/// What a batch has yet to write: new contacts, and the timeline (each row's `seq` is its
+/// event's position in the log).
 pub(super) struct Pending {
     created: Created,
     timeline: CopyRows,
@@ -64,13 +64,15 @@ impl Pending {
     /// Holds the timeline row of `event`, about `contact_id`.
     pub fn record(&mut self, event: &RecordedEvent, contact_id: Uuid) -> anyhow::Result<()> {
         let (actor_kind, actor_id) = event.metadata.actor.columns();
+        let seq = i64::try_from(event.position.prepare)?;
         self.timeline.push(&[
+            &seq,
             &event.org_id,
             &contact_id,
             &contact_id,
             &event.event_id,
             &event.event_type,
-            &plain(&event.data),
+            &postgres_types::Json(Plain(&event.data)),
             &actor_kind,
             &actor_id,
             &event.recorded_at,
@@ -164,12 +166,13 @@ impl Created {
 
 /// The columns of a timeline row, as [`Pending::record`] copies them.
 const TIMELINE_COLUMNS: Columns = &[
+    ("seq", Type::INT8),
     ("org_id", Type::UUID),
     ("contact_id", Type::UUID),
     ("origin_contact_id", Type::UUID),
     ("event_id", Type::UUID),
     ("event_type", Type::TEXT),
-    ("data", Type::JSONB),
+    ("data", Type::JSON),
     ("actor_kind", Type::TEXT),
     ("actor_id", Type::TEXT),
     ("recorded_at", Type::TIMESTAMPTZ),
