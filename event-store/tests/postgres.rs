@@ -229,3 +229,20 @@ async fn read_of_types() {
     let (_db, store) = store().await;
     contract::read_of_types(store).await;
 }
+
+#[tokio::test]
+async fn the_length_is_the_planner_estimate_once_analyzed() {
+    let (db, store) = store().await;
+    let events: Vec<_> = (0..25).map(contract::event).collect();
+    store
+        .append("len-1", ExpectedVersion::NoStream, events)
+        .await
+        .expect("append");
+    // Never analyzed: not known, rather than counted.
+    assert_eq!(store.approximate_len().await.expect("length"), None);
+    sqlx::query("ANALYZE events")
+        .execute(&db.pool)
+        .await
+        .expect("analyze");
+    assert_eq!(store.approximate_len().await.expect("length"), Some(25));
+}

@@ -64,7 +64,11 @@ pub async fn replay<S: EventStore + ?Sized>(
         tx.commit().await?;
     }
     registry::configure_session(&mut conn).await?;
-    let total = store.approximate_len().await.ok().flatten();
+    // Only a progress bar shows the length.
+    let total = match progress {
+        Progress::Bar => store.approximate_len().await.ok().flatten(),
+        Progress::Log | Progress::Quiet => None,
+    };
     let mut rebuild = Rebuild {
         projection,
         generation,

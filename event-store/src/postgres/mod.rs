@@ -256,13 +256,18 @@ impl EventStore for PgEventStore {
         current_version(&client, stream).await
     }
 
+    /// The planner's estimate, kept by (auto)vacuum and analyze: counting a log of millions of
+    /// events would take seconds. Unknown until the table was first analyzed.
     async fn approximate_len(&self) -> Result<Option<u64>, StoreError> {
         let client = self.client().await?;
         let row = client
-            .query_one("SELECT count(*) FROM events", &[])
+            .query_one(
+                "SELECT reltuples::int8 FROM pg_class WHERE oid = 'events'::regclass",
+                &[],
+            )
             .await
             .map_err(pg_error)?;
-        Ok(Some(row.get::<_, i64>(0) as u64))
+        Ok(u64::try_from(row.get::<_, i64>(0)).ok())
     }
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {
