@@ -250,6 +250,29 @@ pub fn open(data: &mut Value, subject: Uuid, key: Option<&DataKey>) -> Result<()
     })
 }
 
+/// `data` as people are shown it: every opened wrapper replaced by its value, every sealed or
+/// erased one by `null`. Serialized straight from `data`, which it does not copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Unwrapped<'a>(pub &'a Value);
+
+impl Serialize for Unwrapped<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(fields) => {
+                if let Some(value) = fields.get(PERSONAL) {
+                    return Unwrapped(value).serialize(serializer);
+                }
+                if fields.contains_key(ERASED) || fields.contains_key(SEALED) {
+                    return serializer.serialize_unit();
+                }
+                serializer.collect_map(fields.iter().map(|(key, value)| (key, Unwrapped(value))))
+            }
+            Value::Array(items) => serializer.collect_seq(items.iter().map(Unwrapped)),
+            other => other.serialize(serializer),
+        }
+    }
+}
+
 /// Whether `data` holds a `$sealed` wrapper: something for [`open`] to do.
 pub fn has_sealed(data: &Value) -> bool {
     has_wrapper(data, SEALED)
@@ -599,6 +622,30 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn unwrapped_shows_opened_values_in_the_clear_and_nothing_sealed_or_erased() {
+        let data = json!({
+            "full_name": {"$personal": "Ana"},
+            "email": {"$sealed": {"v": 1, "n": "", "c": ""}},
+            "notes": {"$erased": true},
+            "tags": ["vip", {"$personal": {"nested": [1, {"$personal": 2}]}}],
+            "custom_fields": {"size": 3},
+            "whatsapp": null,
+        });
+        let shown = serde_json::to_value(Unwrapped(&data)).expect("serializes");
+        assert_eq!(
+            shown,
+            json!({
+                "full_name": "Ana",
+                "email": null,
+                "notes": null,
+                "tags": ["vip", {"nested": [1, 2]}],
+                "custom_fields": {"size": 3},
+                "whatsapp": null,
+            })
+        );
+    }
 
     fn key() -> DataKey {
         DataKey::generate().expect("random key")

@@ -16,7 +16,6 @@ use event_store::data_keys::DataKeys;
 use events::contact::{ContactEvent, Moved};
 use events::personal::{self, Personal};
 use events::{RecordedEvent, TypedEvent, Upcasters};
-use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use uuid::Uuid;
@@ -225,30 +224,6 @@ struct Tables {
 /// The text of a personal value as a column holds it; `None` once erased.
 fn text<T: ToString>(value: Option<Personal<T>>) -> Option<String> {
     value.and_then(Personal::into_clear).map(|v| v.to_string())
-}
-
-/// An event's data as the timeline shows it: personal values in the clear (or `null` once
-/// erased), without their wrappers. Serialized straight from the event's data, which it does
-/// not copy.
-#[derive(Debug, Clone, Copy)]
-pub struct Plain<'a>(pub &'a Value);
-
-impl Serialize for Plain<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Value::Object(fields) => {
-                if let Some(value) = fields.get("$personal") {
-                    return Plain(value).serialize(serializer);
-                }
-                if fields.contains_key("$erased") || fields.contains_key("$sealed") {
-                    return serializer.serialize_unit();
-                }
-                serializer.collect_map(fields.iter().map(|(key, value)| (key, Plain(value))))
-            }
-            Value::Array(items) => serializer.collect_seq(items.iter().map(Plain)),
-            other => other.serialize(serializer),
-        }
-    }
 }
 
 /// Sets one column of the contact's row.
@@ -677,34 +652,4 @@ async fn apply(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_timeline_shows_personal_values_in_the_clear_and_nothing_sealed_or_erased() {
-        let data = json!({
-            "full_name": {"$personal": "Ana"},
-            "email": {"$sealed": {"v": 1, "n": "", "c": ""}},
-            "notes": {"$erased": true},
-            "tags": ["vip", {"$personal": {"nested": [1, {"$personal": 2}]}}],
-            "custom_fields": {"size": 3},
-            "whatsapp": null,
-        });
-        let shown = serde_json::to_value(Plain(&data)).unwrap();
-        assert_eq!(
-            shown,
-            json!({
-                "full_name": "Ana",
-                "email": null,
-                "notes": null,
-                "tags": ["vip", {"nested": [1, 2]}],
-                "custom_fields": {"size": 3},
-                "whatsapp": null,
-            })
-        );
-    }
 }

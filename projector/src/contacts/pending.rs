@@ -9,12 +9,13 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use events::RecordedEvent;
 use events::contact::ContactEvent;
+use events::personal;
 use postgres_types::Type;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Plain, Tables};
+use super::Tables;
 use crate::copy::{Columns, CopyRows};
 
 /// What a batch has yet to write: new contacts, and the timeline (each row's `seq` is its
@@ -72,7 +73,8 @@ impl Pending {
             &contact_id,
             &event.event_id,
             &event.event_type,
-            &postgres_types::Json(Plain(&event.data)),
+            // As people are shown it: personal values in the clear, `null` once erased.
+            &postgres_types::Json(personal::Unwrapped(&event.data)),
             &actor_kind,
             &actor_id,
             &event.recorded_at,
