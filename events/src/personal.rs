@@ -57,6 +57,11 @@ impl DataKey {
     pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
+
+    /// The key, expanded for sealing and opening: made once per event, not once per field.
+    fn cipher(&self) -> Aes256Gcm {
+        cipher(&self.0)
+    }
 }
 
 impl fmt::Debug for DataKey {
@@ -189,6 +194,7 @@ pub enum PersonalError {
 /// with `subject` as associated data, so a ciphertext moved to another subject does not open.
 /// Sealed and erased wrappers are left as they are.
 pub fn seal(data: &mut Value, subject: Uuid, key: &DataKey) -> Result<(), PersonalError> {
+    let cipher = key.cipher();
     for_each_wrapper(data, &mut |kind, wrapper| {
         if kind != Kind::Personal {
             return Ok(());
@@ -199,7 +205,7 @@ pub fn seal(data: &mut Value, subject: Uuid, key: &DataKey) -> Result<(), Person
         let plaintext = serde_json::to_vec(value)
             .map_err(|e| PersonalError::Malformed(format!("not serializable: {e}")))?;
         let (nonce, ciphertext) =
-            encrypt(key.as_bytes(), subject.as_bytes(), &plaintext).map_err(|e| match e {
+            encrypt(&cipher, subject.as_bytes(), &plaintext).map_err(|e| match e {
                 CipherError::Random(e) => PersonalError::Random(e),
                 CipherError::Cipher => PersonalError::Encrypt,
             })?;
@@ -218,6 +224,8 @@ pub fn seal(data: &mut Value, subject: Uuid, key: &DataKey) -> Result<(), Person
 /// with `{"$erased": true}` when it is `None` (the subject's key was erased). A key that does
 /// not open a ciphertext is an error, never an erasure.
 pub fn open(data: &mut Value, subject: Uuid, key: Option<&DataKey>) -> Result<(), PersonalError> {
+    // Made on the first sealed field, once for all of them.
+    let mut cipher = None;
     for_each_wrapper(data, &mut |kind, wrapper| {
         if kind != Kind::Sealed {
             return Ok(());
@@ -241,7 +249,8 @@ pub fn open(data: &mut Value, subject: Uuid, key: Option<&DataKey>) -> Result<()
             .try_into()
             .map_err(|_| PersonalError::Malformed("`$sealed` nonce is not 12 bytes".into()))?;
         let ciphertext = base64_field(sealed, "c")?;
-        let plaintext = decrypt(key.as_bytes(), &nonce, subject.as_bytes(), &ciphertext)
+        let cipher = cipher.get_or_insert_with(|| key.cipher());
+        let plaintext = decrypt(cipher, &nonce, subject.as_bytes(), &ciphertext)
             .ok_or(PersonalError::Decrypt { subject })?;
         let value: Value = serde_json::from_slice(&plaintext)
             .map_err(|e| PersonalError::Malformed(format!("decrypted value is not JSON: {e}")))?;
@@ -372,14 +381,17 @@ fn random<const N: usize>() -> Result<[u8; N], getrandom::Error> {
     Ok(bytes)
 }
 
+fn cipher(key: &[u8; KEY_LEN]) -> Aes256Gcm {
+    Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key))
+}
+
 /// AES-256-GCM under a fresh random nonce; the ciphertext carries its tag.
 fn encrypt(
-    key: &[u8; KEY_LEN],
+    cipher: &Aes256Gcm,
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<([u8; NONCE_LEN], Vec<u8>), CipherError> {
     let nonce: [u8; NONCE_LEN] = random().map_err(|e| CipherError::Random(e.to_string()))?;
-    let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key));
     let ciphertext = cipher
         .encrypt(
             &Nonce::<Aes256Gcm>::from(nonce),
@@ -394,12 +406,11 @@ fn encrypt(
 
 /// `None` when the key, the associated data or the ciphertext do not fit together.
 fn decrypt(
-    key: &[u8; KEY_LEN],
+    cipher: &Aes256Gcm,
     nonce: &[u8; NONCE_LEN],
     aad: &[u8],
     ciphertext: &[u8],
 ) -> Option<Vec<u8>> {
-    let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key));
     cipher
         .decrypt(
             &Nonce::<Aes256Gcm>::from(*nonce),
@@ -536,11 +547,15 @@ impl Keyring {
         subject: Uuid,
     ) -> Result<Vec<u8>, KeyringError> {
         let master = self.current();
-        let (nonce, ciphertext) = encrypt(&master.key, &wrap_aad(org_id, subject), key.as_bytes())
-            .map_err(|e| match e {
-                CipherError::Random(e) => KeyringError::Random(e),
-                CipherError::Cipher => KeyringError::Wrap,
-            })?;
+        let (nonce, ciphertext) = encrypt(
+            &cipher(&master.key),
+            &wrap_aad(org_id, subject),
+            key.as_bytes(),
+        )
+        .map_err(|e| match e {
+            CipherError::Random(e) => KeyringError::Random(e),
+            CipherError::Cipher => KeyringError::Wrap,
+        })?;
         let mut wrapped = Vec::with_capacity(master.id.len() + 1 + NONCE_LEN + ciphertext.len());
         wrapped.extend_from_slice(master.id.as_bytes());
         wrapped.push(b':');
@@ -579,8 +594,13 @@ impl Keyring {
         let nonce: [u8; NONCE_LEN] = nonce
             .try_into()
             .map_err(|_| KeyringError::MalformedWrapped)?;
-        let plaintext = decrypt(&master.key, &nonce, &wrap_aad(org_id, subject), ciphertext)
-            .ok_or_else(|| KeyringError::Unwrap { id: id.into() })?;
+        let plaintext = decrypt(
+            &cipher(&master.key),
+            &nonce,
+            &wrap_aad(org_id, subject),
+            ciphertext,
+        )
+        .ok_or_else(|| KeyringError::Unwrap { id: id.into() })?;
         let key: [u8; KEY_LEN] = plaintext
             .as_slice()
             .try_into()

@@ -1,20 +1,17 @@
 //! `contacts`: one row per contact with its identities, status and history, searchable by name
 //! and identifier (`rm_contacts`), and every event about each contact (`rm_contact_timeline`).
 //!
-//! Personal fields arrive sealed; the projection opens them with the contact's data key, read in
-//! the batch's transaction (or just before it, when a replay prepares the batch). Once a contact
-//! is erased its key is gone, so its rows lose their personal data now, and a replay never sees
-//! it again.
+//! Personal fields arrive sealed; the projection opens them with the contact's data key as it
+//! prepares each batch, just before the batch's transaction. Once a contact is erased its key is
+//! gone, so its rows lose their personal data now, and a replay never sees it again.
 //!
 //! A batch's new contacts and timeline rows are held and written together, one `COPY` per table
 //! (`pending`); the rarer changes run as they come, once what they touch is written.
 
-use std::borrow::Cow;
-
 use async_trait::async_trait;
 use event_store::data_keys::DataKeys;
 use events::contact::{ContactEvent, Moved};
-use events::personal::{self, Personal};
+use events::personal::Personal;
 use events::{RecordedEvent, TypedEvent, Upcasters};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
@@ -177,16 +174,7 @@ impl Projection for Contacts {
         generation: i32,
         events: &[RecordedEvent],
     ) -> anyhow::Result<()> {
-        // A replay's batches come prepared; the live projector's are opened here, with keys read
-        // in the batch's transaction.
-        let opened: Cow<'_, [RecordedEvent]> =
-            if events.iter().any(|event| personal::has_sealed(&event.data)) {
-                let mut opened = events.to_vec();
-                self.keys.open_events(&mut *conn, &mut opened).await?;
-                Cow::Owned(opened)
-            } else {
-                Cow::Borrowed(events)
-            };
+        // Opened by `prepare`.
         let upcasters = Upcasters::default();
         let tables = Tables {
             contacts: table(CONTACTS, generation),
@@ -194,7 +182,7 @@ impl Projection for Contacts {
             conflicts: table(CONFLICTS, generation),
         };
         let mut pending = Pending::new(&tables);
-        for event in opened.iter() {
+        for event in events {
             let Some(contact_event) = ContactEvent::decode(event, &upcasters)? else {
                 continue;
             };

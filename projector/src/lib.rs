@@ -66,14 +66,15 @@ pub trait Projection: Send + Sync + 'static {
     }
 
     /// Readies `events` (already filtered to [`Self::handles`], in log order) for
-    /// [`Self::apply`] outside any transaction, e.g. by opening their personal data. A replay
-    /// prepares the next batch while it applies this one; [`Self::apply`] must still take events
-    /// that were not prepared.
+    /// [`Self::apply`] outside any transaction, e.g. by opening their personal data. Every batch
+    /// is prepared before it is applied; a replay prepares the next batch while it applies this
+    /// one.
     async fn prepare(&self, events: Vec<RecordedEvent>) -> anyhow::Result<Vec<RecordedEvent>> {
         Ok(events)
     }
 
-    /// Applies `events` (already filtered to [`Self::handles`], in log order) to `generation`.
+    /// Applies `events` (already filtered to [`Self::handles`], in log order, and prepared by
+    /// [`Self::prepare`]) to `generation`.
     async fn apply(
         &self,
         conn: &mut PgConnection,

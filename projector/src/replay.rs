@@ -178,6 +178,7 @@ impl Rebuild<'_> {
                 events: Vec::new(),
                 last: Some(covered),
                 read: 0,
+                prepared: true,
             };
             self.apply(conn, skipped).await?;
         }
@@ -220,11 +221,7 @@ async fn next_batch<S: EventStore + ?Sized>(
     limit: usize,
 ) -> anyhow::Result<Batch> {
     let read = follower.next_batch(limit).await?;
-    let mut batch = Batch::of(read);
-    if !batch.events.is_empty() {
-        batch.events = projection.prepare(batch.events).await?;
-    }
-    Ok(batch)
+    Batch::of(read).prepared(projection).await
 }
 
 fn progress_bar(progress: Progress, total: Option<u64>) -> ProgressBar {

@@ -220,7 +220,11 @@ async fn one_batch_leaves_the_rows_that_one_event_at_a_time_leaves() {
 
     let keys = DataKeys::new(w.stack.db.pool.clone(), Arc::new(Keyring::development()));
     let contacts = projector::Contacts::new(keys);
-    let events = contact_events(&w.stack, &contacts).await;
+    // Prepared (opened) once, as the runtime prepares every batch before applying it.
+    let events = contacts
+        .prepare(contact_events(&w.stack, &contacts).await)
+        .await
+        .unwrap();
     let mut conn = w.stack.db.pool.acquire().await.unwrap();
     contacts.create(&mut conn, ONE_AT_A_TIME).await.unwrap();
     for event in &events {
