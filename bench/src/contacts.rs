@@ -8,6 +8,7 @@
 mod import;
 mod names;
 mod search;
+mod writes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -157,6 +158,13 @@ pub async fn run(database: &BenchDatabase, args: &Args) -> anyhow::Result<Vec<Fi
         .await?;
     server.stop().await;
 
+    eprintln!(
+        "pgbench, the writes of one create per transaction, {} clients, {}s…",
+        args.connections, args.seconds
+    );
+    let same_writes = writes::run(&client, database, args).await?;
+    eprintln!("  {:.0} tx/s, {}", same_writes.tps, same_writes.latency);
+
     let connections = args.connections;
     let creation_rate = created.requests_per_second();
     let mut figures = vec![
@@ -172,6 +180,15 @@ pub async fn run(database: &BenchDatabase, args: &Args) -> anyhow::Result<Vec<Fi
             Some((baseline.latency, "pgbench")),
         )
         .target(Target::RatioAtMost(3.0)),
+        created.rate(
+            "  the same, against its writes in SQL".to_string(),
+            Some((same_writes.tps, "pgbench, a create's writes")),
+        ),
+        Figure::latency(
+            "  latency, against its writes in SQL",
+            created.percentiles(),
+            Some((same_writes.latency, "pgbench, a create's writes")),
+        ),
     ];
     figures.extend(replay(&corbi, database, &client).await?);
 
