@@ -199,7 +199,6 @@ impl Rebuild<'_> {
                 events: Vec::new(),
                 last: Some(covered),
                 read: 0,
-                prepared: true,
             };
             self.apply(conn, skipped).await?;
         }

@@ -206,9 +206,6 @@ pub(crate) struct Batch {
     pub last: Option<Position>,
     /// How many events were read.
     pub read: usize,
-    /// Whether [`Projection::prepare`] has readied the events already (a replay prepares the
-    /// next batch while it applies one).
-    pub prepared: bool,
 }
 
 impl Batch {
@@ -218,24 +215,21 @@ impl Batch {
             last: read.last().map(|e| e.position),
             read: read.len(),
             events: read,
-            prepared: false,
         }
     }
 
-    /// The batch with its events readied by [`Projection::prepare`] (once: a prepared batch
-    /// is left as it is).
+    /// The batch with its events readied by [`Projection::prepare`], as [`apply_batch`] takes
+    /// them.
     pub(crate) async fn prepared(mut self, projection: &dyn Projection) -> anyhow::Result<Batch> {
-        if !self.prepared && !self.events.is_empty() {
+        if !self.events.is_empty() {
             self.events = projection.prepare(self.events).await?;
         }
-        self.prepared = true;
         Ok(self)
     }
 }
 
-/// Applies the events of `batch` (prepared first, unless they are already) and moves the
-/// projection's checkpoint from `from` to the batch's last position, inside the caller's
-/// transaction.
+/// Applies the events of `batch` ([`Batch::prepared`]) and moves the projection's checkpoint
+/// from `from` to the batch's last position, inside the caller's transaction.
 pub(crate) async fn apply_batch(
     conn: &mut PgConnection,
     projection: &dyn Projection,
@@ -246,7 +240,6 @@ pub(crate) async fn apply_batch(
     let Some(last) = batch.last else {
         return Ok(from);
     };
-    let batch = batch.prepared(projection).await?;
     if !batch.events.is_empty() {
         projection.apply(conn, generation, &batch.events).await?;
     }
