@@ -104,7 +104,7 @@ pub async fn load_opened<A: Aggregate>(
     let version = recorded.last().map(|e| e.version);
     let org_id = recorded.first().map(|e| e.org_id);
     // One key query for the whole stream.
-    keys.open_all(&mut recorded).await.map_err(|e| match e {
+    keys.open_events(&mut recorded).await.map_err(|e| match e {
         DataKeyError::Database(error) => crate::db_error(error, "reading a data key"),
         other => ApiError::Internal(anyhow::Error::new(other).context("opening events")),
     })?;

@@ -291,17 +291,8 @@ impl DataKeys {
         Ok(())
     }
 
-    /// [`Self::open_events`] on this store's own pool.
-    pub async fn open_all(&self, events: &mut [RecordedEvent]) -> Result<(), DataKeyError> {
-        self.open_events(&self.pool, events).await
-    }
-
-    /// [`Self::open_event`] for a batch, with one key query on `executor`.
-    pub async fn open_events<'c, E: PgExecutor<'c>>(
-        &self,
-        executor: E,
-        events: &mut [RecordedEvent],
-    ) -> Result<(), DataKeyError> {
+    /// [`Self::open_event`] for a batch, with one key query.
+    pub async fn open_events(&self, events: &mut [RecordedEvent]) -> Result<(), DataKeyError> {
         // Each event's subject, `None` when it has nothing sealed: its data is searched once.
         let sealed = events
             .iter()
@@ -317,7 +308,7 @@ impl DataKeys {
         }
         subjects.sort_unstable();
         subjects.dedup();
-        let keys = self.get_many(executor, &subjects).await?;
+        let keys = self.get_many(&self.pool, &subjects).await?;
         for (event, subject) in events.iter_mut().zip(sealed) {
             if let Some(subject) = subject {
                 personal::open(&mut event.data, subject, keys.get(&subject))?;

@@ -162,7 +162,7 @@ impl Projection for Contacts {
         // beside the batch being applied instead of taking turns with it.
         let keys = self.keys.clone();
         tokio::spawn(async move {
-            keys.open_all(&mut events).await?;
+            keys.open_events(&mut events).await?;
             Ok(events)
         })
         .await?

@@ -525,7 +525,7 @@ async fn as_of_contact(
     }
     recorded.retain(|e| e.recorded_at <= as_of);
     log.data_keys
-        .open_events(&state.pool, &mut recorded)
+        .open_events(&mut recorded)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     let upcasters = events::Upcasters::default();
