@@ -254,12 +254,7 @@ async fn live_lag(
         None,
     )];
 
-    let status = projector::status(&database.pool).await?;
-    let generation = status
-        .iter()
-        .find(|s| s.name == "event_stats")
-        .map(|s| s.generation)
-        .context("event_stats is not registered (the replay should have)")?;
+    let generation = database.live_generation("event_stats").await?;
     let checkpoint_name = projector::checkpoint_name("event_stats", generation);
     let poll = db::connect(&database.url).await?;
     let statement = poll

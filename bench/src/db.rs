@@ -55,6 +55,16 @@ impl BenchDatabase {
         &self.server_url
     }
 
+    /// The live generation of `projection`, which a replay or a server registered.
+    pub async fn live_generation(&self, projection: &str) -> anyhow::Result<i32> {
+        projector::status(&self.pool)
+            .await?
+            .iter()
+            .find(|s| s.name == projection)
+            .map(|s| s.generation)
+            .with_context(|| format!("{projection} is not registered"))
+    }
+
     /// Runs `body` against the database, then drops it whatever happened (also on Ctrl-C).
     pub async fn run<T>(
         server_url: &str,

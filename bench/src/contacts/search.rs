@@ -90,14 +90,7 @@ pub async fn run(
     authorization: HeaderValue,
     args: &Args,
 ) -> anyhow::Result<Vec<Figure>> {
-    let generation: i32 = client
-        .query_one(
-            "SELECT generation FROM projections WHERE name = 'contacts'",
-            &[],
-        )
-        .await
-        .context("the contacts projection is not registered")?
-        .try_get(0)?;
+    let generation = database.live_generation("contacts").await?;
     let table = projector::table(projector::contacts::CONTACTS, generation);
     fill(client, &table, admin.org_id, args.search_contacts).await?;
     let ids = lookup_ids(client, &table, admin.org_id).await?;

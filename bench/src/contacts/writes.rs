@@ -23,13 +23,21 @@ pub async fn run(
     database: &BenchDatabase,
     args: &Args,
 ) -> anyhow::Result<PgbenchResult> {
-    let contacts = generation(client, "contacts").await?;
-    let audit = generation(client, "audit").await?;
-    let timeline = format!("rm_contact_timeline_g{contacts}");
+    let contacts = database.live_generation("contacts").await?;
+    let timeline = projector::table(projector::contacts::TIMELINE, contacts);
     let tables = TABLES
-        .replace("{contacts}", &format!("rm_contacts_g{contacts}"))
+        .replace(
+            "{contacts}",
+            &projector::table(projector::contacts::CONTACTS, contacts),
+        )
         .replace("{timeline}", &timeline)
-        .replace("{audit}", &format!("rm_audit_g{audit}"));
+        .replace(
+            "{audit}",
+            &projector::table(
+                projector::audit::VIEW,
+                database.live_generation("audit").await?,
+            ),
+        );
     client
         .batch_execute(&tables)
         .await
@@ -78,16 +86,4 @@ pub async fn run(
     let result = pgbench.run(args.connections, args.seconds, &defines).await;
     client.batch_execute(DROP).await?;
     result
-}
-
-/// The live generation of a projection.
-async fn generation(client: &Client, projection: &str) -> anyhow::Result<i32> {
-    let row = client
-        .query_one(
-            "SELECT generation FROM projections WHERE name = $1",
-            &[&projection],
-        )
-        .await
-        .with_context(|| format!("reading the generation of {projection}"))?;
-    Ok(row.try_get(0)?)
 }
