@@ -8,13 +8,12 @@
 --           -D org=<uuid> -D data=<a ContactCreated's sealed data> -D metadata=<its metadata> \
 --           -D shown=<its data as the timeline shows it> -D owner=<a reservation's data>
 -- with the JSON of the newest contact in the log. Ids are time-ordered like UUIDv7 ids
--- (microseconds since the epoch, then random bits); `n` numbers the email and phone number.
+-- (`pgbench_w_id()`, beside the tables); `n` numbers the email and phone number.
 \set n random(1, 1000000000000000)
 BEGIN;
 INSERT INTO pgbench_w_data_keys (subject_id, org_id, wrapped_key)
 VALUES (
-    (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000000)::bigint), 16, '0')
-        || substr(md5(random()::text), 1, 16))::uuid,
+    pgbench_w_id(),
     :org,
     decode('646576' || '3a' || md5(random()::text) || md5(random()::text) || md5(random()::text), 'hex')
 );
@@ -27,8 +26,7 @@ VALUES
      1, :org, :owner, :metadata);
 INSERT INTO pgbench_w_contacts (contact_id, org_id, full_name, email, whatsapp, custom_fields, created_at, updated_at)
 VALUES (
-    (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000000)::bigint), 16, '0')
-        || substr(md5(random()::text), 1, 16))::uuid,
+    pgbench_w_id(),
     :org,
     'Bench ' || :n,
     'c' || :n || '@bench.example',
@@ -41,10 +39,8 @@ INSERT INTO pgbench_w_timeline (seq, org_id, contact_id, origin_contact_id, even
 VALUES (
     :n,
     :org,
-    (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000000)::bigint), 16, '0')
-        || substr(md5(random()::text), 1, 16))::uuid,
-    (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000000)::bigint), 16, '0')
-        || substr(md5(random()::text), 1, 16))::uuid,
+    pgbench_w_id(),
+    pgbench_w_id(),
     gen_random_uuid(),
     'ContactCreated',
     :shown,

@@ -5,6 +5,12 @@
 -- and analyzes them next, which cannot share this multi-statement string.)
 DROP TABLE IF EXISTS pgbench_w_events, pgbench_w_data_keys, pgbench_w_contacts, pgbench_w_timeline,
                      pgbench_w_audit;
+-- An id ordered by time like the UUIDv7 ids the server gives: microseconds since the epoch, then
+-- random bits (as `insert_contact.sql` makes them).
+CREATE OR REPLACE FUNCTION pgbench_w_id() RETURNS uuid LANGUAGE sql VOLATILE AS $$
+    SELECT (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000000)::bigint), 16, '0')
+            || substr(md5(random()::text), 1, 16))::uuid
+$$;
 CREATE TABLE pgbench_w_events (LIKE events INCLUDING ALL);
 INSERT INTO pgbench_w_events OVERRIDING SYSTEM VALUE SELECT * FROM events;
 SELECT setval(pg_get_serial_sequence('pgbench_w_events', 'global_position'),

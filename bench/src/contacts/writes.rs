@@ -14,7 +14,7 @@ use crate::db::{self, BenchDatabase};
 const SCRIPT: &str = include_str!("../../pgbench/create_contact_writes.sql");
 const TABLES: &str = include_str!("../../pgbench/create_contact_writes_tables.sql");
 const DROP: &str = "DROP TABLE pgbench_w_events, pgbench_w_data_keys, pgbench_w_contacts, \
-                    pgbench_w_timeline, pgbench_w_audit";
+                    pgbench_w_timeline, pgbench_w_audit; DROP FUNCTION pgbench_w_id()";
 
 /// Copies the tables (the server stopped), runs the script as the single-row baseline runs its
 /// own, and drops the copies again.
